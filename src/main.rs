@@ -1,1 +1,4 @@
-fn main() {}
+//! httpscope: see every HTTP exchange on a host.
+fn main() {
+    println!("httpscope: under construction");
+}

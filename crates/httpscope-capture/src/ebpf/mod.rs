@@ -1,0 +1,1 @@
+//! Linux kernel capture through eBPF (in progress).

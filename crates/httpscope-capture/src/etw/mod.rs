@@ -1,0 +1,1 @@
+//! Windows HTTP.sys ETW events to transactions (in progress).

@@ -1,0 +1,1 @@
+//! Packet capture: files and AF_PACKET, TCP reassembly (in progress).
