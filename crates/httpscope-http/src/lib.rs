@@ -33,7 +33,6 @@
 
 mod chunked;
 mod connection;
-mod detect;
 mod head;
 mod http1;
 mod scan;
@@ -144,7 +143,10 @@ pub struct Output {
 impl Output {
     /// Takes the transactions and stats out, leaving the output empty.
     pub fn take(&mut self) -> (Vec<Transaction>, ParseStats) {
-        (std::mem::take(&mut self.transactions), std::mem::take(&mut self.stats))
+        (
+            std::mem::take(&mut self.transactions),
+            std::mem::take(&mut self.stats),
+        )
     }
 }
 

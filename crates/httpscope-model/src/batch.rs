@@ -25,7 +25,11 @@ pub struct Batch {
 impl Batch {
     /// An empty batch from `source`.
     pub fn new(source: Source) -> Self {
-        Batch { source, transactions: Vec::new(), stats: SourceStats::default() }
+        Batch {
+            source,
+            transactions: Vec::new(),
+            stats: SourceStats::default(),
+        }
     }
 
     /// Whether there is nothing to send.
@@ -75,7 +79,13 @@ impl std::error::Error for Disconnected {}
 pub fn channel(source: Source, capacity: usize) -> (BatchSender, BatchReceiver) {
     let (tx, rx) = crossbeam_channel::bounded(capacity.max(1));
     let drops = Arc::new(ChannelDrops::default());
-    (BatchSender { tx, drops: drops.clone() }, BatchReceiver { source, rx, drops })
+    (
+        BatchSender {
+            tx,
+            drops: drops.clone(),
+        },
+        BatchReceiver { source, rx, drops },
+    )
 }
 
 impl BatchSender {

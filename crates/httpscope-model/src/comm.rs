@@ -16,10 +16,17 @@ impl Comm {
 
     /// Builds a name from raw bytes, stopping at the first NUL and at [`Comm::MAX_LEN`] bytes.
     pub fn from_bytes(raw: &[u8]) -> Self {
-        let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len()).min(Self::MAX_LEN);
+        let end = raw
+            .iter()
+            .position(|&b| b == 0)
+            .unwrap_or(raw.len())
+            .min(Self::MAX_LEN);
         let mut bytes = [0u8; 16];
         bytes[..end].copy_from_slice(&raw[..end]);
-        Comm { bytes, len: end as u8 }
+        Comm {
+            bytes,
+            len: end as u8,
+        }
     }
 
     /// The name's bytes (not necessarily UTF-8: the kernel does not promise it).
@@ -71,7 +78,10 @@ mod tests {
     #[test]
     fn cuts_at_nul_and_length() {
         assert_eq!(Comm::from_bytes(b"nginx\0garbage").as_bytes(), b"nginx");
-        assert_eq!(Comm::from("a-very-long-process-name").as_bytes(), b"a-very-long-pro");
+        assert_eq!(
+            Comm::from("a-very-long-process-name").as_bytes(),
+            b"a-very-long-pro"
+        );
         assert_eq!(Comm::from("").to_string(), "");
     }
 }

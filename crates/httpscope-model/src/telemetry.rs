@@ -65,7 +65,10 @@ pub struct ReasonCounts<R> {
 impl<R: Reason> ReasonCounts<R> {
     /// All zero.
     pub const fn new() -> Self {
-        ReasonCounts { counts: [0; MAX_REASONS], _reason: PhantomData }
+        ReasonCounts {
+            counts: [0; MAX_REASONS],
+            _reason: PhantomData,
+        }
     }
 
     /// Adds `n` to `reason`.
@@ -99,7 +102,10 @@ impl<R: Reason> ReasonCounts<R> {
 
     /// Every reason with a non-zero count.
     pub fn iter(&self) -> impl Iterator<Item = (R, u64)> + '_ {
-        R::ALL.iter().map(|&r| (r, self.get(r))).filter(|&(_, n)| n > 0)
+        R::ALL
+            .iter()
+            .map(|&r| (r, self.get(r)))
+            .filter(|&(_, n)| n > 0)
     }
 }
 
@@ -125,7 +131,9 @@ impl<R: Reason> PartialEq for ReasonCounts<R> {
 
 impl<R: Reason + fmt::Debug> fmt::Debug for ReasonCounts<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.iter().map(|(r, n)| (r.as_str(), n))).finish()
+        f.debug_map()
+            .entries(self.iter().map(|(r, n)| (r.as_str(), n)))
+            .finish()
     }
 }
 

@@ -29,7 +29,9 @@ impl Side {
 }
 
 /// Where a transaction was observed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
 pub enum Source {
@@ -48,8 +50,13 @@ pub enum Source {
 
 impl Source {
     /// Every source.
-    pub const ALL: &'static [Source] =
-        &[Source::Ebpf, Source::Tls, Source::Packet, Source::Etw, Source::Client];
+    pub const ALL: &'static [Source] = &[
+        Source::Ebpf,
+        Source::Tls,
+        Source::Packet,
+        Source::Etw,
+        Source::Client,
+    ];
 
     /// The source's name as it appears in output.
     pub const fn as_str(self) -> &'static str {
@@ -210,7 +217,9 @@ impl Serialize for TagsView<'_> {
 fn rfc3339_nanos(unix_ns: i64) -> String {
     use time::format_description::well_known::iso8601::{Config, Iso8601, TimePrecision};
     const FORMAT: u128 = Config::DEFAULT
-        .set_time_precision(TimePrecision::Second { decimal_digits: std::num::NonZeroU8::new(9) })
+        .set_time_precision(TimePrecision::Second {
+            decimal_digits: std::num::NonZeroU8::new(9),
+        })
         .encode();
     match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(unix_ns)) {
         Ok(t) => t.format(&Iso8601::<FORMAT>).unwrap_or_default(),
@@ -399,7 +408,11 @@ mod tests {
 
     #[test]
     fn duration_never_underflows() {
-        let tx = Transaction { start_ns: 10, end_ns: 5, ..Transaction::default() };
+        let tx = Transaction {
+            start_ns: 10,
+            end_ns: 5,
+            ..Transaction::default()
+        };
         assert_eq!(tx.duration_ns(), 0);
     }
 }

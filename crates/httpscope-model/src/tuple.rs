@@ -22,7 +22,10 @@ impl ConnTuple {
 
     /// The same connection seen from the other end.
     pub const fn reversed(self) -> Self {
-        ConnTuple { src: self.dst, dst: self.src }
+        ConnTuple {
+            src: self.dst,
+            dst: self.src,
+        }
     }
 
     /// The tuple with its ends in a fixed order, so both directions of a connection give the
@@ -39,7 +42,10 @@ impl ConnTuple {
 impl Default for ConnTuple {
     fn default() -> Self {
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        ConnTuple { src: unspecified, dst: unspecified }
+        ConnTuple {
+            src: unspecified,
+            dst: unspecified,
+        }
     }
 }
 
@@ -66,6 +72,9 @@ mod tests {
         let t = ConnTuple::new(a, b);
         assert_eq!(t.canonical().0, t.reversed().canonical().0);
         assert_ne!(t.canonical().1, t.reversed().canonical().1);
-        assert_eq!(format!("{}", ConnTuple::new(b, a)), "[::1]:80 -> 10.0.0.1:40000");
+        assert_eq!(
+            format!("{}", ConnTuple::new(b, a)),
+            "[::1]:80 -> 10.0.0.1:40000"
+        );
     }
 }
