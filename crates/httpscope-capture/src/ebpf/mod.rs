@@ -1,1 +1,461 @@
-//! Linux kernel capture through eBPF (in progress).
+//! Linux kernel capture through eBPF: socket payload with its process, for every program on
+//! the host, without touching them.
+//!
+//! The kernel side is `bpf/http.bpf.c` (tp_btf programs on `sys_enter`/`sys_exit`,
+//! `sock_send_length`/`sock_recv_length` and `inet_sock_set_state`; see its header comment).
+//! It writes [`event`]s into a BPF ring buffer: the socket cookie, 4-tuple, process, direction,
+//! syscall, length and up to [`EbpfConfig::capture_bytes`] of payload, only for sockets whose
+//! bytes look like HTTP. This module loads and attaches the programs with `aya`, turns events
+//! into per-socket streams ([`streams`]) for [`httpscope_http::Connection`], and sends
+//! [`Batch`]es of transactions plus telemetry (kernel losses included) without ever blocking.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use httpscope_capture::ebpf::{self, EbpfConfig};
+//! use httpscope_model::{batch, Source};
+//!
+//! if let Err(why) = ebpf::probe() {
+//!     eprintln!("eBPF unavailable: {why}");
+//!     return;
+//! }
+//! let (tx, rx) = batch::channel(Source::Ebpf, 64);
+//! let stop = AtomicBool::new(false);
+//! let report = ebpf::capture(&EbpfConfig::default(), &tx, &stop).unwrap();
+//! println!("{} events", report.stats.events);
+//! # drop(rx);
+//! ```
+
+pub mod event;
+pub mod streams;
+
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::BtfTracePoint;
+use aya::{Btf, Ebpf, EbpfLoader};
+use httpscope_http::Output;
+use httpscope_model::batch::{Batch, BatchSender};
+use httpscope_model::telemetry::{DropReason, SourceStats};
+use httpscope_model::Source;
+
+use event::{Event, RawStats, MAX_CAPTURE};
+use streams::Streams;
+
+/// The compiled programs (committed; rebuilt by build.rs when the C changes and clang exists).
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/bpf/http.bpf.o"
+));
+
+/// Program name in the object, and the tracepoint it attaches to, in attach order (the
+/// buffer savers first, so the copiers never start without them).
+const PROGRAMS: &[(&str, &str)] = &[
+    ("hs_sys_exit", "sys_exit"),
+    ("hs_sys_enter", "sys_enter"),
+    ("hs_sock_state", "inet_sock_set_state"),
+    ("hs_sock_send", "sock_send_length"),
+    ("hs_sock_recv", "sock_recv_length"),
+];
+
+/// How the eBPF source captures.
+#[derive(Clone, Debug)]
+pub struct EbpfConfig {
+    /// Payload bytes copied per send/receive (default 512, at most 4096). Set at load time.
+    pub capture_bytes: u32,
+    /// Only sockets whose local or remote port is one of these (empty: all).
+    pub ports: Vec<u16>,
+    /// Only these processes (empty: all).
+    pub pids: Vec<u32>,
+    /// Ring buffer size in bytes (default 8 MiB); rounded up to a power of two >= 4096.
+    pub ring_buffer_bytes: u32,
+    /// The HTTP parser's limits.
+    pub http: httpscope_http::Config,
+    /// The most sockets followed at once (default 65,536); events of more are dropped and
+    /// counted as `dropped{connection_limit}`.
+    pub max_connections: usize,
+    /// A socket without events for this long is closed and counted as expired (default 60 s).
+    pub idle_timeout: Duration,
+    /// How often a batch is sent (default 100 ms), when there is something to send.
+    pub flush_interval: Duration,
+    /// Set to true once every program is attached (and back to false once detached), for
+    /// callers that must not start traffic before the capture sees it.
+    pub attached: Option<Arc<AtomicBool>>,
+}
+
+impl Default for EbpfConfig {
+    fn default() -> Self {
+        EbpfConfig {
+            capture_bytes: 512,
+            ports: Vec::new(),
+            pids: Vec::new(),
+            ring_buffer_bytes: 8 * 1024 * 1024,
+            http: httpscope_http::Config::default(),
+            max_connections: 65_536,
+            idle_timeout: Duration::from_secs(60),
+            flush_interval: Duration::from_millis(100),
+            attached: None,
+        }
+    }
+}
+
+/// Why the eBPF source cannot run on this host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EbpfUnavailable {
+    /// Loading BPF programs needs root (CAP_BPF and CAP_PERFMON).
+    #[error("not running as root (loading eBPF programs needs CAP_BPF and CAP_PERFMON)")]
+    NotRoot,
+    /// The kernel exposes no BTF (`/sys/kernel/btf/vmlinux`).
+    #[error("the kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
+    NoBtf(String),
+    /// A tracepoint the programs need is missing (kernel older than 6.3 for the socket ones).
+    #[error("the kernel has no tracepoint {0} (sock_send_length/sock_recv_length need Linux >= 6.3)")]
+    NoTracepoint(&'static str),
+    /// The kernel refused the programs or maps.
+    #[error("loading the eBPF programs failed: {0}")]
+    Load(String),
+}
+
+/// What went wrong during a capture.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EbpfError {
+    /// The source cannot run here.
+    #[error(transparent)]
+    Unavailable(#[from] EbpfUnavailable),
+    /// Attaching a program failed.
+    #[error("attaching {program} failed: {reason}")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// The kernel's or loader's message.
+        reason: String,
+    },
+    /// A map could not be opened or used.
+    #[error("eBPF map {map}: {reason}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// The loader's message.
+        reason: String,
+    },
+    /// Waiting for the ring buffer failed.
+    #[error("polling the ring buffer failed: {0}")]
+    Poll(std::io::Error),
+}
+
+/// What a capture did, returned when it stops.
+#[derive(Clone, Debug, Default)]
+pub struct EbpfReport {
+    /// Everything sent in batches, summed (events, bytes, kernel losses, drops, parse stats).
+    pub stats: SourceStats,
+    /// Transactions sent.
+    pub transactions: u64,
+    /// Sockets followed.
+    pub connections: u64,
+    /// The kernel side's own counts, summed over CPUs.
+    pub kernel: KernelCounts,
+    /// Ids of the programs this capture loaded (all gone once it returned).
+    pub program_ids: Vec<u32>,
+    /// Ids of the maps this capture created (all gone once it returned).
+    pub map_ids: Vec<u32>,
+    /// How long the programs were attached.
+    pub attached_for: Duration,
+}
+
+/// Counts kept in the kernel, per CPU, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// Events written to the ring buffer.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_lost: u64,
+    /// Socket chunks skipped by the in-kernel HTTP pre-check.
+    pub skipped_not_http: u64,
+    /// Events of HTTP sockets sent without payload (sendfile, splice, unknown syscalls).
+    pub length_only: u64,
+    /// User memory the programs could not read.
+    pub read_faults: u64,
+}
+
+impl From<RawStats> for KernelCounts {
+    fn from(r: RawStats) -> Self {
+        KernelCounts {
+            events: r.events,
+            ringbuf_lost: r.ringbuf_lost,
+            skipped_not_http: r.skipped_not_http,
+            length_only: r.length_only,
+            read_faults: r.read_faults,
+        }
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn btf() -> Result<Btf, EbpfUnavailable> {
+    Btf::from_sys_fs().map_err(|e| EbpfUnavailable::NoBtf(e.to_string()))
+}
+
+/// Checks that the eBPF source can run here: root, BTF, the tracepoints, and that the kernel
+/// accepts the programs (they are loaded, not attached, then unloaded).
+pub fn probe() -> Result<(), EbpfUnavailable> {
+    if !is_root() {
+        return Err(EbpfUnavailable::NotRoot);
+    }
+    let btf = btf()?;
+    let (bpf, _) = load(&EbpfConfig::default(), &btf)?;
+    drop(bpf);
+    Ok(())
+}
+
+/// Loads the object with the settings of `cfg` and loads (not attaches) every program.
+fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), EbpfUnavailable> {
+    let capture_len = cfg.capture_bytes.min(MAX_CAPTURE);
+    let self_tgid = std::process::id();
+    let pids_on = u32::from(!cfg.pids.is_empty());
+    let ports_on = u32::from(!cfg.ports.is_empty());
+    let ring = cfg.ring_buffer_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 30);
+    let wakeup = u64::from(ring / 4);
+    let mut bpf = EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("CAPTURE_LEN", &capture_len, true)
+        .override_global("SELF_TGID", &self_tgid, true)
+        .override_global("FILTER_PIDS_ON", &pids_on, true)
+        .override_global("FILTER_PORTS_ON", &ports_on, true)
+        .override_global("WAKEUP_BYTES", &wakeup, true)
+        .map_max_entries("HS_EVENTS", ring)
+        .load(OBJECT)
+        .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+    {
+        let map = bpf.map_mut("HS_FPIDS").ok_or(EbpfUnavailable::Load("no map HS_FPIDS".into()))?;
+        let mut pids: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+        for &p in cfg.pids.iter().take(1024) {
+            pids.insert(p, 1, 0).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+        }
+    }
+    {
+        let map =
+            bpf.map_mut("HS_FPORTS").ok_or(EbpfUnavailable::Load("no map HS_FPORTS".into()))?;
+        let mut ports: BpfHashMap<_, u16, u8> =
+            BpfHashMap::try_from(map).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+        for &p in cfg.ports.iter().take(1024) {
+            ports.insert(p, 1, 0).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+        }
+    }
+    let mut ids = Vec::new();
+    for &(name, tp) in PROGRAMS {
+        let prog: &mut BtfTracePoint = bpf
+            .program_mut(name)
+            .ok_or_else(|| EbpfUnavailable::Load(format!("no program {name} in the object")))?
+            .try_into()
+            .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+        prog.load(tp, btf).map_err(|e| match e {
+            // The tracepoint's `btf_trace_<name>` typedef is not in the kernel's BTF.
+            aya::programs::ProgramError::Btf(_) => EbpfUnavailable::NoTracepoint(tp),
+            e => EbpfUnavailable::Load(format!("{name}: {}", error_chain(&e))),
+        })?;
+        if let Ok(info) = prog.info() {
+            ids.push(info.id());
+        }
+    }
+    Ok((bpf, ids))
+}
+
+/// The kernel id of a map of one of the kinds the object uses.
+fn map_id(m: &aya::maps::Map) -> Option<u32> {
+    use aya::maps::Map;
+    let data = match m {
+        Map::Array(d)
+        | Map::HashMap(d)
+        | Map::LruHashMap(d)
+        | Map::PerCpuArray(d)
+        | Map::RingBuf(d)
+        | Map::Unsupported(d) => d,
+        _ => return None,
+    };
+    data.info().ok().map(|i| i.id())
+}
+
+/// An error and its sources, one line (the verifier log included when there is one).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn clock_ns(clock: libc::clockid_t) -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: ts is a valid timespec to write into.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+}
+
+/// The kernel's `bpf_ktime_get_ns` clock.
+fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC) as u64
+}
+
+fn read_kernel_stats(map: &PerCpuArray<MapData, RawStats>) -> RawStats {
+    let mut sum = RawStats::default();
+    if let Ok(values) = map.get(&0, 0) {
+        for v in values.iter() {
+            sum.add(v);
+        }
+    }
+    sum
+}
+
+/// Loads and attaches the programs, then reads events until `stop` is set (checked at least
+/// every 50 ms), sending batches through `tx` at `cfg.flush_interval` without ever blocking.
+/// On return every program is detached and every map freed (also on error).
+pub fn capture(
+    cfg: &EbpfConfig,
+    tx: &BatchSender,
+    stop: &AtomicBool,
+) -> Result<EbpfReport, EbpfError> {
+    if !is_root() {
+        return Err(EbpfUnavailable::NotRoot.into());
+    }
+    let btf = btf()?;
+    let (mut bpf, program_ids) = load(cfg, &btf)?;
+    let map_ids: Vec<u32> = bpf.maps().filter_map(|(_, m)| map_id(m)).collect();
+    let mut report = EbpfReport { program_ids, map_ids, ..EbpfReport::default() };
+
+    let ring_map = bpf
+        .take_map("HS_EVENTS")
+        .ok_or(EbpfError::Map { map: "HS_EVENTS", reason: "missing".into() })?;
+    let mut ring = RingBuf::try_from(ring_map)
+        .map_err(|e| EbpfError::Map { map: "HS_EVENTS", reason: error_chain(&e) })?;
+    let stats_map = bpf
+        .take_map("HS_STATS")
+        .ok_or(EbpfError::Map { map: "HS_STATS", reason: "missing".into() })?;
+    let stats_map: PerCpuArray<MapData, RawStats> = PerCpuArray::try_from(stats_map)
+        .map_err(|e| EbpfError::Map { map: "HS_STATS", reason: error_chain(&e) })?;
+
+    for &(name, _) in PROGRAMS {
+        let prog: &mut BtfTracePoint = bpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(EbpfError::Attach { program: name, reason: "not in the object".into() })?;
+        prog.attach().map_err(|e| EbpfError::Attach { program: name, reason: error_chain(&e) })?;
+    }
+    let attached_at = Instant::now();
+    if let Some(flag) = &cfg.attached {
+        flag.store(true, Ordering::SeqCst);
+    }
+
+    let wall_offset_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
+    let mut streams = Streams::new(
+        cfg.http.clone(),
+        cfg.max_connections,
+        cfg.idle_timeout,
+        Duration::from_millis(200),
+        wall_offset_ns,
+    );
+    let mut out = Output::default();
+    let mut pending = SourceStats::default();
+    let mut kernel_seen = RawStats::default();
+    let mut last_flush = Instant::now();
+    let fd = ring.as_raw_fd();
+    let poll_ms = cfg.flush_interval.as_millis().clamp(1, 50) as libc::c_int;
+
+    let result = loop {
+        let mut drained = 0usize;
+        while let Some(item) = ring.next() {
+            drained += 1;
+            pending.events += 1;
+            match Event::new_checked(&*item) {
+                Ok(ev) => streams.event(&ev, &mut out, &mut pending),
+                Err(_) => {
+                    pending.undecodable += 1;
+                    pending.dropped.inc(DropReason::Undecodable);
+                }
+            }
+            // Keep batches bounded under a flood.
+            if drained >= 65_536 {
+                break;
+            }
+        }
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping || last_flush.elapsed() >= cfg.flush_interval {
+            last_flush = Instant::now();
+            streams.sweep(monotonic_ns(), &mut out, &mut pending);
+            if stopping {
+                // Whatever is still in the ring was produced before we stopped: drain it.
+                while let Some(item) = ring.next() {
+                    pending.events += 1;
+                    match Event::new_checked(&*item) {
+                        Ok(ev) => streams.event(&ev, &mut out, &mut pending),
+                        Err(_) => {
+                            pending.undecodable += 1;
+                            pending.dropped.inc(DropReason::Undecodable);
+                        }
+                    }
+                }
+                streams.close_all(&mut out);
+            }
+            let k = read_kernel_stats(&stats_map);
+            let lost = k.ringbuf_lost.saturating_sub(kernel_seen.ringbuf_lost);
+            kernel_seen = k;
+            pending.kernel_lost += lost;
+            pending.dropped.add(DropReason::KernelBufferFull, lost);
+            let disconnected = flush(tx, &mut out, &mut pending, &mut report).is_err();
+            if stopping || disconnected {
+                break Ok(());
+            }
+        }
+        if drained == 0 {
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, poll_ms) };
+            if r < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    break Err(EbpfError::Poll(err));
+                }
+            }
+        }
+    };
+    report.kernel = kernel_seen.into();
+    report.connections = streams.opened;
+    report.attached_for = attached_at.elapsed();
+    drop(ring);
+    drop(stats_map);
+    drop(bpf); // detaches every link and closes every fd
+    if let Some(flag) = &cfg.attached {
+        flag.store(false, Ordering::SeqCst);
+    }
+    result.map(|()| report)
+}
+
+/// Sends what is pending as one batch (if anything); `Err` when the monitor is gone.
+fn flush(
+    tx: &BatchSender,
+    out: &mut Output,
+    pending: &mut SourceStats,
+    report: &mut EbpfReport,
+) -> Result<(), httpscope_model::batch::Disconnected> {
+    let (transactions, parse) = out.take();
+    pending.parse.merge(&parse);
+    let mut batch = Batch::new(Source::Ebpf);
+    batch.transactions = transactions;
+    batch.stats = std::mem::take(pending);
+    if batch.is_empty() {
+        return Ok(());
+    }
+    report.transactions += batch.transactions.len() as u64;
+    report.stats.merge(&batch.stats);
+    tx.send(batch)
+}

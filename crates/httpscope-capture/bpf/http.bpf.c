@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: GPL-2.0 OR MIT
+/*
+ * httpscope's kernel side: socket payload with process and 4-tuple, for HTTP parsing in user
+ * space. Only tp_btf programs (measured on the target machines: they load and attach where
+ * fentry/fexit get EPERM and kprobes are not built in; they need neither tracefs nor bpffs).
+ *
+ *   tp_btf/sys_enter            save the user buffer (or iovec array, or msghdr) of
+ *                               read/write/readv/writev/sendto/recvfrom/sendmsg/recvmsg,
+ *                               keyed by thread; sendfile/splice saved as "no buffer"
+ *   tp_btf/sock_send_length     after a socket send / receive, in process context with the
+ *   tp_btf/sock_recv_length     struct sock at hand (kernel >= 6.3): copy up to CAPTURE_LEN
+ *                               bytes from every iovec segment into a ring-buffer event
+ *   tp_btf/sys_exit             forget the saved buffer
+ *   tp_btf/inet_sock_set_state  note sockets established while attached (so user space knows
+ *                               it saw them from their first byte); report TCP_CLOSE
+ *
+ * A cheap pre-check keeps non-HTTP traffic out of the ring buffer: a socket's payload is
+ * sent only once one of its chunks started like an HTTP/1 message (or the HTTP/2 preface);
+ * from then on every event of that socket is sent, with or without payload, so body sizes
+ * stay right. Sockets established while attached whose first chunk is not HTTP are ignored
+ * for good.
+ *
+ * Compiled by build.rs (clang -O2 -g -target bpf), stripped with llvm-strip -g, committed.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#include "httpscope.h"
+
+char LICENSE[] SEC("license") = "Dual MIT/GPL";
+
+_Static_assert(sizeof(struct http_event) == HS_EVENT_SIZE, "http_event size");
+_Static_assert(sizeof(struct http_stats) == HS_STATS_SIZE, "http_stats size");
+
+/* Load-time settings (rodata, set by the loader before load). */
+const volatile __u32 CAPTURE_LEN = 512;
+const volatile __u32 SELF_TGID = 0;
+const volatile __u32 FILTER_PIDS_ON = 0;
+const volatile __u32 FILTER_PORTS_ON = 0;
+/* Wake the reader only when this much data waits; otherwise it polls on a short timer. */
+const volatile __u64 WAKEUP_BYTES = 256 * 1024;
+
+#define AF_INET 2
+#define AF_INET6 10
+#define IPPROTO_TCP 6
+#define MSG_PEEK 2
+
+/* x86_64 syscall numbers */
+#define NR_read 0
+#define NR_write 1
+#define NR_readv 19
+#define NR_writev 20
+#define NR_sendfile 40
+#define NR_sendto 44
+#define NR_recvfrom 45
+#define NR_sendmsg 46
+#define NR_recvmsg 47
+#define NR_splice 275
+
+#define ARGS_NONE 0
+#define ARGS_BUF 1
+#define ARGS_IOV 2
+#define ARGS_MSG 3
+
+struct saved_args {
+	__u64 ptr;   /* buffer, iovec array or msghdr (user addresses) */
+	__u64 count; /* buffer length or iovec count */
+	__u32 kind;  /* ARGS_* */
+	__u32 syscall; /* HS_SYS_* */
+};
+
+#define SOCK_HTTP 1     /* a chunk looked like HTTP: send everything */
+#define SOCK_FRESH 2    /* established while attached */
+#define SOCK_IGNORED 4  /* fresh, and its first chunk was not HTTP */
+#define SOCK_STARTED 8  /* its first event went to user space */
+
+struct sock_state {
+	__u32 flags;
+	__u32 _pad;
+};
+
+struct scratch {
+	struct http_event ev;
+	/* Twice the cap, so that "offset <= cap" plus "length <= cap" is provably in bounds. */
+	__u8 data[2 * HS_MAX_CAPTURE];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} HS_EVENTS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct saved_args);
+} HS_ARGS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct sock_state);
+} HS_SOCKS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} HS_SCRATCH SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_stats);
+} HS_STATS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} HS_FPIDS SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u16);
+	__type(value, __u8);
+} HS_FPORTS SEC(".maps");
+
+static __always_inline struct http_stats *stats(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&HS_STATS, &zero);
+}
+
+static __always_inline int pid_wanted(__u32 tgid)
+{
+	if (tgid == SELF_TGID)
+		return 0;
+	if (FILTER_PIDS_ON && !bpf_map_lookup_elem(&HS_FPIDS, &tgid))
+		return 0;
+	return 1;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(hs_sys_enter, struct pt_regs *regs, long id)
+{
+	struct saved_args a = {};
+
+	switch (id) {
+	case NR_read:
+		a.kind = ARGS_BUF; a.syscall = HS_SYS_READ; break;
+	case NR_write:
+		a.kind = ARGS_BUF; a.syscall = HS_SYS_WRITE; break;
+	case NR_sendto:
+		a.kind = ARGS_BUF; a.syscall = HS_SYS_SENDTO; break;
+	case NR_recvfrom:
+		a.kind = ARGS_BUF; a.syscall = HS_SYS_RECVFROM; break;
+	case NR_readv:
+		a.kind = ARGS_IOV; a.syscall = HS_SYS_READV; break;
+	case NR_writev:
+		a.kind = ARGS_IOV; a.syscall = HS_SYS_WRITEV; break;
+	case NR_sendmsg:
+		a.kind = ARGS_MSG; a.syscall = HS_SYS_SENDMSG; break;
+	case NR_recvmsg:
+		a.kind = ARGS_MSG; a.syscall = HS_SYS_RECVMSG; break;
+	case NR_sendfile:
+		a.kind = ARGS_NONE; a.syscall = HS_SYS_SENDFILE; break;
+	case NR_splice:
+		a.kind = ARGS_NONE; a.syscall = HS_SYS_SPLICE; break;
+	default:
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!pid_wanted(pid_tgid >> 32))
+		return 0;
+	a.ptr = regs->si;
+	a.count = regs->dx;
+	bpf_map_update_elem(&HS_ARGS, &pid_tgid, &a, BPF_ANY);
+	return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(hs_sys_exit, struct pt_regs *regs, long ret)
+{
+	long id = regs->orig_ax;
+	switch (id) {
+	case NR_read: case NR_write: case NR_sendto: case NR_recvfrom: case NR_readv:
+	case NR_writev: case NR_sendmsg: case NR_recvmsg: case NR_sendfile: case NR_splice:
+		break;
+	default:
+		return 0;
+	}
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	bpf_map_delete_elem(&HS_ARGS, &pid_tgid);
+	return 0;
+}
+
+/* The 4-tuple, family and process name of an event. */
+static __always_inline void fill_socket(struct http_event *ev, const struct sock *sk, __u16 family)
+{
+	ev->family = family;
+	ev->lport = sk->__sk_common.skc_num;
+	ev->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	if (family == AF_INET) {
+		__u32 l = sk->__sk_common.skc_rcv_saddr;
+		__u32 r = sk->__sk_common.skc_daddr;
+		__builtin_memcpy(ev->laddr, &l, 4);
+		__builtin_memcpy(ev->raddr, &r, 4);
+	} else {
+		bpf_probe_read_kernel(ev->laddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(ev->raddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
+static __always_inline void fill_task(struct http_event *ev, __u64 pid_tgid)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	ev->tgid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
+	bpf_probe_read_kernel(ev->comm, sizeof(ev->comm), task->group_leader->comm);
+}
+
+static __always_inline void output(void *s, __u32 captured, struct http_stats *st)
+{
+	__u64 size = captured;
+	barrier_var(size);
+	if (size > HS_MAX_CAPTURE)
+		size = HS_MAX_CAPTURE;
+	size += sizeof(struct http_event);
+	__u64 flags = bpf_ringbuf_query(&HS_EVENTS, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_output(&HS_EVENTS, s, size, flags)) {
+		if (st)
+			st->ringbuf_lost++;
+	} else if (st) {
+		st->events++;
+	}
+}
+
+/* Whether four bytes can start an HTTP/1 message (or the HTTP/2 preface). */
+static __always_inline int looks_http(__u32 w)
+{
+#define W(a, b, c, d) ((__u32)(a) | (__u32)(b) << 8 | (__u32)(c) << 16 | (__u32)(d) << 24)
+	switch (w) {
+	case W('G', 'E', 'T', ' '):
+	case W('P', 'O', 'S', 'T'):
+	case W('P', 'U', 'T', ' '):
+	case W('H', 'E', 'A', 'D'):
+	case W('D', 'E', 'L', 'E'):
+	case W('P', 'A', 'T', 'C'):
+	case W('O', 'P', 'T', 'I'):
+	case W('C', 'O', 'N', 'N'):
+	case W('T', 'R', 'A', 'C'):
+	case W('H', 'T', 'T', 'P'):
+	case W('P', 'R', 'I', ' '):
+		return 1;
+	}
+	return 0;
+#undef W
+}
+
+/* The first segment of the saved buffer: its address and length. */
+static __always_inline int first_segment(const struct saved_args *a, __u64 *base, __u64 *len)
+{
+	if (a->kind == ARGS_BUF) {
+		*base = a->ptr;
+		*len = a->count;
+		return 0;
+	}
+	const struct iovec *iov;
+	__u64 cnt;
+	if (a->kind == ARGS_IOV) {
+		iov = (const struct iovec *)a->ptr;
+		cnt = a->count;
+	} else if (a->kind == ARGS_MSG) {
+		struct user_msghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a->ptr))
+			return -1;
+		iov = m.msg_iov;
+		cnt = m.msg_iovlen;
+	} else {
+		return -1;
+	}
+	for (int i = 0; i < HS_MAX_IOV; i++) {
+		struct iovec seg;
+		if (i >= cnt)
+			break;
+		if (bpf_probe_read_user(&seg, sizeof(seg), &iov[i]))
+			return -1;
+		if (seg.iov_len) {
+			*base = (__u64)seg.iov_base;
+			*len = seg.iov_len;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Copies up to `want` bytes from the saved buffer into s->data; returns the count copied. */
+static __always_inline __u32 copy_payload(struct scratch *s, const struct saved_args *a, __u64 want,
+					  struct http_stats *st)
+{
+	if (a->kind == ARGS_BUF) {
+		__u64 n = want;
+		if (n > a->count)
+			n = a->count;
+		barrier_var(n);
+		if (n > HS_MAX_CAPTURE)
+			n = HS_MAX_CAPTURE;
+		if (bpf_probe_read_user(s->data, n, (void *)a->ptr)) {
+			if (st)
+				st->read_faults++;
+			return 0;
+		}
+		return n;
+	}
+	const struct iovec *iov;
+	__u64 cnt;
+	if (a->kind == ARGS_IOV) {
+		iov = (const struct iovec *)a->ptr;
+		cnt = a->count;
+	} else if (a->kind == ARGS_MSG) {
+		struct user_msghdr m;
+		if (bpf_probe_read_user(&m, sizeof(m), (void *)a->ptr)) {
+			if (st)
+				st->read_faults++;
+			return 0;
+		}
+		iov = m.msg_iov;
+		cnt = m.msg_iovlen;
+	} else {
+		return 0;
+	}
+	__u64 off = 0;
+	for (int i = 0; i < HS_MAX_IOV; i++) {
+		struct iovec seg;
+		if (i >= cnt || off >= want)
+			break;
+		if (bpf_probe_read_user(&seg, sizeof(seg), &iov[i])) {
+			if (st)
+				st->read_faults++;
+			break;
+		}
+		__u64 n = seg.iov_len;
+		if (n > want - off)
+			n = want - off;
+		/* clang 14: clamp in a 64-bit register the verifier can see, after a barrier. */
+		barrier_var(n);
+		if (n > HS_MAX_CAPTURE)
+			n = HS_MAX_CAPTURE;
+		__u64 o = off;
+		barrier_var(o);
+		if (o > HS_MAX_CAPTURE)
+			break;
+		if (n == 0)
+			continue;
+		if (bpf_probe_read_user(s->data + o, n, seg.iov_base)) {
+			if (st)
+				st->read_faults++;
+			break;
+		}
+		off += n;
+	}
+	return off;
+}
+
+static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir)
+{
+	if (ret <= 0)
+		return 0;
+	if (dir == HS_DIR_RECV && (flags & MSG_PEEK))
+		return 0;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family != AF_INET && family != AF_INET6)
+		return 0;
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!pid_wanted(pid_tgid >> 32))
+		return 0;
+	if (FILTER_PORTS_ON) {
+		__u16 lport = sk->__sk_common.skc_num;
+		__u16 rport = bpf_ntohs(sk->__sk_common.skc_dport);
+		if (!bpf_map_lookup_elem(&HS_FPORTS, &lport) &&
+		    !bpf_map_lookup_elem(&HS_FPORTS, &rport))
+			return 0;
+	}
+
+	__u64 cookie = bpf_get_socket_cookie(sk);
+	struct sock_state *state = bpf_map_lookup_elem(&HS_SOCKS, &cookie);
+	__u32 sflags = state ? state->flags : 0;
+	if (sflags & SOCK_IGNORED)
+		return 0;
+
+	struct saved_args *a = bpf_map_lookup_elem(&HS_ARGS, &pid_tgid);
+	struct http_stats *st = stats();
+
+	if (!(sflags & SOCK_HTTP)) {
+		/* The pre-check: the chunk must start like an HTTP message. */
+		__u64 base = 0, len = 0;
+		__u32 word = 0;
+		if (!a || a->kind == ARGS_NONE || first_segment(a, &base, &len) || len < 4 ||
+		    ret < 4 || bpf_probe_read_user(&word, 4, (void *)base)) {
+			/* Nothing to look at: undecided, skipped. */
+			if (st)
+				st->skipped_not_http++;
+			return 0;
+		}
+		if (!looks_http(word)) {
+			if (st)
+				st->skipped_not_http++;
+			if (sflags & SOCK_FRESH) {
+				struct sock_state ns = { .flags = sflags | SOCK_IGNORED };
+				bpf_map_update_elem(&HS_SOCKS, &cookie, &ns, BPF_ANY);
+			}
+			return 0;
+		}
+		struct sock_state ns = { .flags = sflags | SOCK_HTTP };
+		bpf_map_update_elem(&HS_SOCKS, &cookie, &ns, BPF_ANY);
+		state = bpf_map_lookup_elem(&HS_SOCKS, &cookie);
+	}
+
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&HS_SCRATCH, &zero);
+	if (!s)
+		return 0;
+	struct http_event *ev = &s->ev;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->cookie = cookie;
+	ev->len = ret;
+	ev->kind = HS_KIND_DATA;
+	ev->direction = dir;
+	ev->flags = 0;
+	__builtin_memset(ev->_pad, 0, sizeof(ev->_pad));
+	__builtin_memset(ev->laddr, 0, sizeof(ev->laddr));
+	__builtin_memset(ev->raddr, 0, sizeof(ev->raddr));
+	fill_task(ev, pid_tgid);
+	fill_socket(ev, sk, family);
+
+	if (state && !(state->flags & SOCK_STARTED)) {
+		if (state->flags & SOCK_FRESH)
+			ev->flags |= HS_FLAG_FROM_START;
+		state->flags |= SOCK_STARTED;
+	}
+
+	__u32 captured = 0;
+	if (a && a->kind != ARGS_NONE) {
+		ev->syscall = a->syscall;
+		__u64 want = ret;
+		__u64 cap = CAPTURE_LEN;
+		if (cap > HS_MAX_CAPTURE)
+			cap = HS_MAX_CAPTURE;
+		if (want > cap)
+			want = cap;
+		captured = copy_payload(s, a, want, st);
+	} else {
+		ev->syscall = a ? a->syscall : HS_SYS_UNKNOWN;
+		ev->flags |= HS_FLAG_NO_BUFFER;
+		if (st)
+			st->length_only++;
+	}
+	if (captured < (__u32)ret)
+		ev->flags |= HS_FLAG_TRUNCATED;
+	ev->captured = captured;
+	output(s, captured, st);
+	return 0;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(hs_sock_send, struct sock *sk, int ret, int flags)
+{
+	return on_data(sk, ret, flags, HS_DIR_SEND);
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(hs_sock_recv, struct sock *sk, int ret, int flags)
+{
+	return on_data(sk, ret, flags, HS_DIR_RECV);
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(hs_sock_state, const struct sock *sk, const int oldstate, const int newstate)
+{
+	if (sk->sk_protocol != IPPROTO_TCP)
+		return 0;
+	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
+		__u64 cookie = bpf_get_socket_cookie((void *)sk);
+		struct sock_state ns = { .flags = SOCK_FRESH };
+		bpf_map_update_elem(&HS_SOCKS, &cookie, &ns, BPF_ANY);
+		return 0;
+	}
+	if (newstate != TCP_CLOSE)
+		return 0;
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
+	struct sock_state *state = bpf_map_lookup_elem(&HS_SOCKS, &cookie);
+	if (!state)
+		return 0;
+	__u32 sflags = state->flags;
+	bpf_map_delete_elem(&HS_SOCKS, &cookie);
+	if (!(sflags & SOCK_HTTP))
+		return 0;
+
+	/* On the stack, not in HS_SCRATCH: this may run in softirq context and interrupt a
+	 * data program that is filling the per-CPU scratch. */
+	struct http_event e = {};
+	struct http_event *ev = &e;
+	ev->ts_ns = bpf_ktime_get_ns();
+	ev->cookie = cookie;
+	ev->kind = HS_KIND_CLOSE;
+	__u16 family = sk->__sk_common.skc_family;
+	if (family == AF_INET || family == AF_INET6)
+		fill_socket(ev, sk, family);
+	output(ev, 0, stats());
+	return 0;
+}
