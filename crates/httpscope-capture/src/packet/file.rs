@@ -296,3 +296,125 @@ pub(crate) fn read_capture<R: Read>(
     }
     Ok(end)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::synth::{Format, Writer};
+
+    fn frames() -> Vec<(u64, Vec<u8>)> {
+        (0..5u64)
+            .map(|i| (1_700_000_000_123_456_789 + i * 1_001_001, vec![i as u8; 60 + i as usize]))
+            .collect()
+    }
+
+    fn read(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, ReadEnd) {
+        let mut got = Vec::new();
+        let end = read_capture(bytes, |ts, link, f| {
+            assert_eq!(link, Link::Ethernet);
+            got.push((ts, f.to_vec()))
+        }, |_| {})
+        .unwrap();
+        (got, end)
+    }
+
+    #[test]
+    fn pcap_both_byte_orders_and_resolutions() {
+        for (nanos, big_endian) in [(false, false), (true, false), (false, true), (true, true)] {
+            let mut w = Writer::new(Format::Pcap { nanos, big_endian });
+            for (ts, f) in frames() {
+                w.frame(ts, &f);
+            }
+            let (got, end) = read(w.bytes());
+            assert_eq!(end.bytes, w.bytes().len() as u64);
+            assert!(end.stopped.is_none());
+            let want: Vec<_> = frames()
+                .into_iter()
+                .map(|(ts, f)| (if nanos { ts } else { ts / 1000 * 1000 }, f))
+                .collect();
+            assert_eq!(got, want, "nanos={nanos} big_endian={big_endian}");
+        }
+    }
+
+    #[test]
+    fn pcapng_interfaces_with_their_own_resolution() {
+        let mut w = Writer::new(Format::PcapNg { tsresol: [6, 9], interfaces: 2 });
+        for (ts, f) in frames() {
+            w.frame(ts, &f);
+        }
+        let (got, end) = read(w.bytes());
+        assert!(end.stopped.is_none());
+        // Packets alternate: interface 1 (count 1, 3, 5 -> odd) in microseconds... the writer
+        // puts packet n on interface n % 2, counting from 1.
+        for (i, ((ts, f), (wts, wf))) in got.iter().zip(frames()).enumerate() {
+            assert_eq!(f, &wf);
+            let on_iface1 = (i + 1) % 2 == 1;
+            let want = if on_iface1 { wts } else { wts / 1000 * 1000 };
+            assert_eq!(*ts, want, "packet {i}");
+        }
+        assert_eq!(got.len(), 5);
+    }
+
+    #[test]
+    fn truncated_file_reports_where_it_stopped() {
+        let mut w = Writer::new(Format::Pcap { nanos: true, big_endian: false });
+        for (ts, f) in frames() {
+            w.frame(ts, &f);
+        }
+        let bytes = w.into_bytes();
+        let cut = &bytes[..bytes.len() - 10];
+        let (got, end) = read(cut);
+        assert_eq!(got.len(), 4);
+        let why = end.stopped.unwrap();
+        let last_start = bytes.len() - (16 + 64);
+        assert!(why.contains(&format!("byte {last_start}")), "{why}");
+        // Every possible cut is handled without panic, with whole records before it.
+        for n in 0..bytes.len() {
+            let r = read_capture(&bytes[..n], |_, _, _| {}, |_| {});
+            if n < 24 {
+                assert!(matches!(r, Err(OpenError::NotACapture)), "cut at {n}");
+            } else {
+                assert!(r.is_ok());
+            }
+        }
+    }
+
+    #[test]
+    fn not_a_capture_and_unsupported_link_types() {
+        assert!(matches!(read_capture(&b""[..], |_, _, _| {}, |_| {}), Err(OpenError::NotACapture)));
+        let text = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
+        assert!(matches!(read_capture(&text[..], |_, _, _| {}, |_| {}), Err(OpenError::NotACapture)));
+        let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+        w.frame(0, &[0; 20]);
+        let mut bytes = w.into_bytes();
+        bytes[20..24].copy_from_slice(&147u32.to_le_bytes()); // LINKTYPE_USER0
+        assert!(matches!(
+            read_capture(&bytes[..], |_, _, _| {}, |_| {}),
+            Err(OpenError::UnsupportedLinkType(147))
+        ));
+        let mut w = Writer::new(Format::PcapNg { tsresol: [6, 6], interfaces: 1 });
+        w.frame(0, &[0; 20]);
+        let mut bytes = w.into_bytes();
+        // The IDB's link type is right after the 28-byte SHB and the IDB's 8-byte header.
+        bytes[36..38].copy_from_slice(&147u16.to_le_bytes());
+        assert!(matches!(
+            read_capture(&bytes[..], |_, _, _| {}, |_| {}),
+            Err(OpenError::UnsupportedLinkType(147))
+        ));
+    }
+
+    #[test]
+    fn damaged_record_length_stops_with_a_warning() {
+        let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+        for (ts, f) in frames() {
+            w.frame(ts, &f);
+        }
+        let mut bytes = w.into_bytes();
+        // The third record claims 3 GB.
+        let third = 24 + (16 + 60) + (16 + 61);
+        bytes[third + 8..third + 12].copy_from_slice(&3_000_000_000u32.to_le_bytes());
+        let (got, end) = read(&bytes);
+        assert_eq!(got.len(), 2);
+        assert!(end.stopped.unwrap().contains(&format!("byte {third}")));
+    }
+}

@@ -53,6 +53,7 @@ mod flows;
 #[cfg(target_os = "linux")]
 mod live;
 mod reassembly;
+pub mod synth;
 mod wire;
 
 #[cfg(target_os = "linux")]
