@@ -23,7 +23,7 @@ use crate::observer::{
     ev, ConnOrigin, ConnectionId, Ids, Noop, Observer, QueueOutcome, RequestId, Summary, Timeline,
 };
 use crate::pool::{
-    is_dead_connection, Checkout, Handoff, Origin, Pool, PoolConfig, PoolStats, Waiting,
+    is_dead_connection, Checkout, Handoff, Origin, Pool, PoolConfig, PoolStats, Reuse, Waiting,
 };
 use crate::resolve::{Resolve, SystemResolver};
 use crate::Error;
@@ -404,11 +404,11 @@ impl<O: Observer> Lease<'_, O> {
         self.conn.take().expect("leased")
     }
 
-    fn give_back(mut self, reusable: bool) {
+    fn give_back(mut self, reuse: Reuse) {
         let conn = self.conn.take().expect("leased");
         self.inner
             .pool
-            .release(&self.inner.hooks, self.origin, conn, reusable);
+            .release(&self.inner.hooks, self.origin, conn, reuse);
     }
 }
 
@@ -417,7 +417,7 @@ impl<O: Observer> Drop for Lease<'_, O> {
         if let Some(conn) = self.conn.take() {
             self.inner
                 .pool
-                .release(&self.inner.hooks, self.origin, conn, false);
+                .release(&self.inner.hooks, self.origin, conn, Reuse::No);
         }
     }
 }
@@ -718,7 +718,7 @@ impl<O: Observer> Client<O> {
             let reused = lease.conn().requests > 0;
             ctx.reused = reused;
             if let Err(e) = lease.conn().tx.ready().await {
-                lease.give_back(false);
+                lease.give_back(Reuse::Dead);
                 stale_skips += 1;
                 if reused && stale_skips <= 16 {
                     continue;
@@ -790,7 +790,7 @@ impl<O: Observer> Client<O> {
                     let unsent = e.take_message();
                     let err = e.into_error();
                     let dead = unsent.is_some() || is_dead_connection(&err);
-                    lease.give_back(false);
+                    lease.give_back(if dead { Reuse::Dead } else { Reuse::No });
                     let again = if reused && dead && ctx.attempt < MAX_ATTEMPTS && inner.retry {
                         unsent.or(copy)
                     } else {
@@ -1154,8 +1154,16 @@ impl<O: Observer> Finisher for Inner<O> {
                 error,
             }));
         }
-        self.pool
-            .release(hooks, &ctx.origin, conn, reusable && error.is_none());
+        self.pool.release(
+            hooks,
+            &ctx.origin,
+            conn,
+            if reusable && error.is_none() {
+                Reuse::Yes
+            } else {
+                Reuse::No
+            },
+        );
         if let Some(at) = hooks.now() {
             match error {
                 None => hooks.observer.request_end(&ev!(RequestEnd {

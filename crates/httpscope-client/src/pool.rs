@@ -146,6 +146,17 @@ impl PoolStats {
     }
 }
 
+/// What a request's end says about its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// The exchange completed and the connection may carry another request.
+    Yes,
+    /// The exchange left the connection in an unknown state.
+    No,
+    /// The connection died under the request.
+    Dead,
+}
+
 /// What a waiting request is given.
 pub(crate) enum Handoff {
     /// A connection, already counted as active for the waiter.
@@ -418,6 +429,7 @@ impl Pool {
             }));
         }
         self.closed(st, hooks, &origin, conn, CloseReason::Evicted, now);
+        st.forget_if_unused(&origin);
         true
     }
 
@@ -468,14 +480,16 @@ impl Pool {
         hooks: &Hooks<O>,
         origin: &Origin,
         mut conn: Connection,
-        reusable: bool,
+        reuse: Reuse,
     ) {
         let mut st = self.lock();
         st.count(origin, |c| c.active -= 1);
         let now = self.now(hooks);
         let refusal = if st.closed {
             Some((None, CloseReason::PoolClosed))
-        } else if !reusable || conn.tx.is_closed() {
+        } else if reuse == Reuse::Dead {
+            Some((None, CloseReason::ClosedByPeer))
+        } else if reuse == Reuse::No || conn.tx.is_closed() {
             Some((Some(PutIdleRefusal::NotReusable), CloseReason::NotReusable))
         } else if self.too_old(&conn, now) {
             Some((Some(PutIdleRefusal::Expired), CloseReason::MaxLifetime))
@@ -619,7 +633,7 @@ impl Pool {
             match waiting.rx.try_recv() {
                 Ok(Handoff::Conn(conn)) => {
                     drop(st);
-                    self.release(hooks, origin, conn, true);
+                    self.release(hooks, origin, conn, Reuse::Yes);
                 }
                 Ok(Handoff::Slot) => {
                     st.count(origin, |c| c.connecting -= 1);

@@ -1,0 +1,595 @@
+//! Exact event sequences against real servers on 127.0.0.1.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{closed_port, dying_server, server, tls_server, Log};
+use httpscope_client::observer::CloseReason;
+use httpscope_client::{Builder, Client, Error, Noop, StaticResolver};
+
+fn client(log: &Log, f: impl FnOnce(Builder<Noop>) -> Builder<Noop>) -> Client<Log> {
+    f(Client::builder()).observer(log.clone()).build().unwrap()
+}
+
+fn uri(addr: std::net::SocketAddr, path: &str) -> http::Uri {
+    format!("http://{addr}{path}").parse().unwrap()
+}
+
+const DIAL: [&str; 3] = [
+    "connect_start(127.0.0.1)",
+    "connect_done(127.0.0.1)",
+    "connection_open",
+];
+const EXCHANGE: [&str; 4] = [
+    "headers_written",
+    "body_written(0)",
+    "first_response_byte",
+    "response_headers(200)",
+];
+
+fn join(parts: &[&[&str]]) -> Vec<String> {
+    parts
+        .iter()
+        .flat_map(|p| p.iter().map(|s| s.to_string()))
+        .collect()
+}
+
+#[tokio::test]
+async fn reuse_of_an_idle_connection() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    for _ in 0..2 {
+        let body = c
+            .get(uri(addr, "/"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"hello");
+    }
+    assert_eq!(
+        log.names(),
+        join(&[
+            &["request_start", "get_conn"],
+            &DIAL,
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &EXCHANGE,
+            &["response_body_end(5)", "idle_in(i=1)", "request_end(200)"],
+            &["request_start", "get_conn", "idle_out(Reused)"],
+            &["got_conn(Idle,reused=true,idle=true)"],
+            &EXCHANGE,
+            &["response_body_end(5)", "idle_in(i=1)", "request_end(200)"],
+        ])
+    );
+    let evs = log.events();
+    assert_eq!(evs[0].request, Some(1));
+    assert_eq!(evs.last().unwrap().request, Some(2));
+    assert!(evs
+        .iter()
+        .all(|e| e.connection.is_none() || e.connection == Some(1)));
+    // Per request, the moments of the exchange are in order.
+    for r in [1, 2] {
+        let at: Vec<Instant> = evs
+            .iter()
+            .filter(|e| e.request == Some(r))
+            .map(|e| e.at)
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] <= w[1]),
+            "request {r} timestamps out of order"
+        );
+    }
+    let stats = c.pool_stats();
+    assert_eq!(stats.total.now.idle, 1);
+    assert_eq!(stats.total.now.active, 0);
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn queueing_under_the_per_host_limit_hands_the_connection_over() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections_per_host(1));
+    let one = async {
+        c.get(uri(addr, "/slow/100"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+    };
+    let two = async {
+        c.get(uri(addr, "/slow/0"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+    };
+    let (a, b) = tokio::join!(one, two);
+    assert_eq!(&a.unwrap()[..], b"slow");
+    assert_eq!(&b.unwrap()[..], b"slow");
+    assert_eq!(
+        log.of(2),
+        join(&[
+            &["request_start", "get_conn", "limit_hit(ConnectionsPerHost)"],
+            &[
+                "queue_enter(PerHostLimit;a=0,i=0,c=1,w=1)",
+                "queue_exit(IdleConnection)"
+            ],
+            &["got_conn(HandedOver,reused=true,idle=false)"],
+            &EXCHANGE,
+            &["response_body_end(4)", "request_end(200)"],
+        ])
+    );
+    assert_eq!(
+        log.of(1),
+        join(&[
+            &["request_start", "get_conn"],
+            &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &EXCHANGE,
+            &["response_body_end(4)", "request_end(200)"],
+        ])
+    );
+    assert_eq!(
+        log.pool(),
+        ["connection_open", "idle_in(i=1)"],
+        "one connection for both"
+    );
+    let stats = c.pool_stats();
+    assert_eq!(stats.total.waits, 1);
+    assert!(
+        stats.total.wait_time >= Duration::from_millis(50),
+        "{:?}",
+        stats.total
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn deadline_while_queued() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections_per_host(1));
+    let one = async {
+        c.get(uri(addr, "/slow/400"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+    };
+    let two = async {
+        let mut req = http::Request::new(Bytes::new());
+        *req.uri_mut() = uri(addr, "/");
+        c.send_with_deadline(req, Some(Instant::now() + Duration::from_millis(100)))
+            .await
+    };
+    let (a, b) = tokio::join!(one, two);
+    assert!(a.is_ok());
+    assert!(matches!(b, Err(Error::DeadlineExceeded)), "{b:?}");
+    assert_eq!(
+        log.of(2),
+        [
+            "request_start",
+            "get_conn",
+            "limit_hit(ConnectionsPerHost)",
+            "queue_enter(PerHostLimit;a=0,i=0,c=1,w=1)",
+            "queue_exit(DeadlineExceeded)",
+            "request_failed(deadline_exceeded)",
+        ]
+    );
+    assert_eq!(c.pool_stats().total.now.waiting, 0);
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn cancellation_while_queued_and_while_waiting_for_the_response() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections_per_host(1));
+    let one = async {
+        // Dropped while waiting for the response.
+        tokio::time::timeout(Duration::from_millis(200), c.get(uri(addr, "/slow/3000"))).await
+    };
+    let two = async {
+        // Dropped while queued behind the first.
+        tokio::time::timeout(Duration::from_millis(100), c.get(uri(addr, "/"))).await
+    };
+    let (a, b) = tokio::join!(one, two);
+    assert!(a.is_err() && b.is_err(), "both time out");
+    assert_eq!(
+        log.of(1),
+        join(&[
+            &["request_start", "get_conn"],
+            &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
+            &[
+                "got_conn(Dialled,reused=false,idle=false)",
+                "request_failed(cancelled)"
+            ],
+        ])
+    );
+    assert_eq!(
+        log.of(2),
+        [
+            "request_start",
+            "get_conn",
+            "limit_hit(ConnectionsPerHost)",
+            "queue_enter(PerHostLimit;a=0,i=0,c=1,w=1)",
+            "queue_exit(Cancelled)",
+            "request_failed(cancelled)",
+        ]
+    );
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "put_idle_refused(NotReusable)",
+            "connection_closed(NotReusable,requests=1)"
+        ]
+    );
+    let stats = c.pool_stats();
+    assert_eq!(stats.total.now, Default::default(), "nothing left counted");
+    assert_eq!(stats.total.closed(CloseReason::NotReusable), 1);
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn dropping_the_response_body_half_way() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    let res = c.get(uri(addr, "/drip")).await.unwrap();
+    let mut body = res.into_body();
+    let first =
+        std::future::poll_fn(|cx| http_body::Body::poll_frame(std::pin::Pin::new(&mut body), cx))
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(first.into_data().unwrap(), Bytes::from_static(b"first"));
+    drop(body);
+    let names = log.of(1);
+    assert_eq!(
+        names[names.len() - 2..],
+        [
+            "response_body_end(5)(cancelled)",
+            "request_failed(cancelled)"
+        ]
+    );
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "put_idle_refused(NotReusable)",
+            "connection_closed(NotReusable,requests=1)"
+        ]
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn idle_expiry() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.idle_timeout(Some(Duration::from_millis(100))));
+    c.get(uri(addr, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    log.clear();
+    c.get(uri(addr, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        log.names(),
+        join(&[
+            &["request_start", "get_conn", "idle_out(Expired)"],
+            &["connection_closed(IdleTimeout,requests=1)"],
+            &DIAL,
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &EXCHANGE,
+            &["response_body_end(5)", "idle_in(i=1)", "request_end(200)"],
+        ])
+    );
+    assert_eq!(c.pool_stats().total.closed(CloseReason::IdleTimeout), 1);
+}
+
+#[tokio::test]
+async fn connection_refused_then_the_next_address() {
+    let port = closed_port();
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    let err = c
+        .get(format!("http://127.0.0.1:{port}/").parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connect(_)), "{err:?}");
+    assert_eq!(
+        log.names(),
+        [
+            "request_start",
+            "get_conn",
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)(connect)",
+            "request_failed(connect)",
+        ]
+    );
+    assert_eq!(
+        c.pool_stats().total.now,
+        Default::default(),
+        "the dial slot was freed"
+    );
+
+    // A name with a refusing address first: the next address is tried.
+    let addr = server(true).await;
+    let log = Log::default();
+    let resolver = StaticResolver::new().with(
+        "two.test",
+        &["127.0.0.2".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+    );
+    let c = client(&log, |b| b.resolver(resolver));
+    let u = format!("http://two.test:{}/", addr.port()).parse().unwrap();
+    c.get(u).await.unwrap().into_body().bytes().await.unwrap();
+    assert_eq!(
+        log.of(1)[..7],
+        [
+            "request_start",
+            "get_conn",
+            "dns_start(two.test)",
+            "dns_done(2)",
+            "connect_start(127.0.0.2)",
+            "connect_done(127.0.0.2)(connect)",
+            "connect_start(127.0.0.1)",
+        ]
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn dns_failure() {
+    let log = Log::default();
+    let c = client(&log, |b| b.resolver(StaticResolver::new()));
+    let err = c
+        .get("http://nowhere.test/".parse().unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Dns(_)), "{err:?}");
+    assert_eq!(
+        log.names(),
+        [
+            "request_start",
+            "get_conn",
+            "dns_start(nowhere.test)",
+            "dns_done(0)(dns)",
+            "request_failed(dns)",
+        ]
+    );
+    assert_eq!(c.pool_stats().total.now, Default::default());
+}
+
+#[tokio::test]
+async fn retry_on_a_dead_reused_connection() {
+    let addr = dying_server().await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    c.get(uri(addr, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    log.clear();
+    let body = c
+        .get(uri(addr, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&body[..], b"ok");
+    let evs = log.events();
+    assert_eq!(
+        log.names(),
+        join(&[
+            &["request_start", "get_conn", "idle_out(Reused)"],
+            &["got_conn(Idle,reused=true,idle=true)"],
+            &[
+                "connection_closed(ClosedByPeer,requests=2)",
+                "request_retry(http)"
+            ],
+            &["get_conn"],
+            &DIAL,
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &[
+                "headers_written",
+                "body_written(0)",
+                "first_response_byte",
+                "response_headers(200)"
+            ],
+            &["response_body_end(2)", "idle_in(i=1)", "request_end(200)"],
+        ])
+    );
+    let retry = evs
+        .iter()
+        .position(|e| e.what.starts_with("request_retry"))
+        .unwrap();
+    assert_eq!(evs[retry].attempt, Some(1));
+    assert_eq!(evs[retry].connection, Some(1));
+    assert_eq!(evs.last().unwrap().attempt, Some(2));
+    assert_eq!(evs.last().unwrap().connection, Some(2));
+    log.assert_balanced();
+
+    // A non-idempotent request is not retried.
+    let addr = dying_server().await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    c.get(uri(addr, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    let mut post = http::Request::new(Bytes::from_static(b"x"));
+    *post.method_mut() = http::Method::POST;
+    *post.uri_mut() = uri(addr, "/");
+    let err = c.send(post).await.unwrap_err();
+    assert!(matches!(err, Error::Http(_)), "{err:?}");
+    assert!(!log.names().iter().any(|n| n.starts_with("request_retry")));
+}
+
+#[tokio::test]
+async fn server_closing_keep_alive_connections() {
+    let addr = server(false).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    for _ in 0..2 {
+        c.get(uri(addr, "/"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let closes: Vec<String> = log
+        .pool()
+        .into_iter()
+        .filter(|n| !n.starts_with("connection_open"))
+        .collect();
+    assert_eq!(
+        closes,
+        [
+            "put_idle_refused(NotReusable)",
+            "connection_closed(NotReusable,requests=1)",
+            "put_idle_refused(NotReusable)",
+            "connection_closed(NotReusable,requests=1)",
+        ]
+    );
+    assert!(log
+        .of(2)
+        .contains(&"got_conn(Dialled,reused=false,idle=false)".to_string()));
+}
+
+#[tokio::test]
+async fn tls_with_a_generated_certificate() {
+    let (addr, der) = tls_server().await;
+    let log = Log::default();
+    let resolver = StaticResolver::new().with("localhost", &["127.0.0.1".parse().unwrap()]);
+    let c = client(&log, |b| b.resolver(resolver).add_root_certificate(der));
+    let u = format!("https://localhost:{}/", addr.port())
+        .parse()
+        .unwrap();
+    let body = c.get(u).await.unwrap().into_body().bytes().await.unwrap();
+    assert_eq!(&body[..], b"hello");
+    assert_eq!(
+        log.of(1)[..9],
+        [
+            "request_start",
+            "get_conn",
+            "dns_start(localhost)",
+            "dns_done(1)",
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)",
+            "tls_start(localhost)",
+            "tls_done(TLSv1_3,http/1.1,true)",
+            "got_conn(Dialled,reused=false,idle=false)",
+        ]
+    );
+    log.assert_balanced();
+
+    // An untrusted certificate fails the handshake, reported as such.
+    let log = Log::default();
+    let resolver = StaticResolver::new().with("localhost", &["127.0.0.1".parse().unwrap()]);
+    let c = client(&log, |b| b.resolver(resolver));
+    let u = format!("https://localhost:{}/", addr.port())
+        .parse()
+        .unwrap();
+    assert!(matches!(c.get(u).await.unwrap_err(), Error::Tls(_)));
+    assert!(
+        log.names().contains(&"tls_done(-,,false)(tls)".to_string()),
+        "{:?}",
+        log.names()
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn closing_the_pool_fails_queued_requests() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections_per_host(1));
+    let one = async { c.get(uri(addr, "/slow/200")).await.map(|_| ()) };
+    let two = async { c.get(uri(addr, "/")).await.map(|_| ()) };
+    let close = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        c.close();
+    };
+    let (a, b, ()) = tokio::join!(one, two, close);
+    assert!(a.is_ok());
+    assert!(matches!(b, Err(Error::PoolClosed)), "{b:?}");
+    assert_eq!(
+        log.of(2)[4..],
+        ["queue_exit(PoolClosed)", "request_failed(pool_closed)"]
+    );
+    assert!(matches!(
+        c.get(uri(addr, "/")).await,
+        Err(Error::PoolClosed)
+    ));
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn total_limit_evicts_an_idle_connection_of_another_host() {
+    let a = server(true).await;
+    let b = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections(1));
+    c.get(uri(a, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    log.clear();
+    c.get(uri(b, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        log.names()[..4],
+        [
+            "request_start",
+            "get_conn",
+            "idle_out(Evicted)",
+            "connection_closed(Evicted,requests=1)"
+        ]
+    );
+    let stats = c.pool_stats();
+    assert_eq!(
+        stats.hosts.len(),
+        1,
+        "the first host is forgotten: {stats:?}"
+    );
+    assert_eq!(stats.total.closed(CloseReason::Evicted), 1);
+}
