@@ -320,6 +320,7 @@ impl ReqCtx {
 
     fn summary(&self) -> Summary<'_> {
         Summary {
+            origin: &self.origin,
             method: &self.method,
             uri: &self.uri,
             timeline: &self.timeline,
@@ -604,6 +605,7 @@ impl<O: Observer> Client<O> {
                     connection: None,
                     attempt: 1
                 },
+                origin: &origin,
                 method: &parts.method,
                 uri: &parts.uri,
             }));

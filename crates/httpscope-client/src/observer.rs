@@ -277,6 +277,8 @@ pub struct Timeline {
 /// observer needs no state of its own to report a whole exchange.
 #[derive(Clone, Copy, Debug)]
 pub struct Summary<'a> {
+    /// The scheme, host and port.
+    pub origin: &'a Origin,
     /// The method.
     pub method: &'a Method,
     /// The absolute URI as given (observers must not export its query without being asked).
@@ -319,7 +321,8 @@ macro_rules! events {
 events! {
     /// A request started (the future was first polled).
     RequestStart { /// Ids.
-        ids: Ids, /// The method.
+        ids: Ids, /// The scheme, host and port.
+        origin: &'a Origin, /// The method.
         method: &'a Method, /// The absolute URI.
         uri: &'a Uri }
     /// A request ended: the response body was read to its end.

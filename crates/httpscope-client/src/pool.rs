@@ -726,7 +726,7 @@ impl Pool {
         let st = self.lock();
         let mut hosts: Vec<(Origin, HostStats)> =
             st.hosts.iter().map(|(o, h)| (o.clone(), h.stats)).collect();
-        hosts.sort_by(|a, b| a.0.to_string().cmp(&b.0.to_string()));
+        hosts.sort_by_key(|h| h.0.to_string());
         PoolStats {
             hosts,
             total: st.total,
