@@ -1,0 +1,173 @@
+//! Exporters: each consumes [`Flush`](crate::Flush)es (and, for the transaction stream, raw
+//! transactions). A folder or file per exporter, each with its own settings.
+
+pub mod json;
+
+pub mod table;
+
+use std::net::SocketAddr;
+
+use httpscope_model::{Method, Side, Source};
+
+use crate::keeper::EndpointStats;
+use crate::monitor::Flush;
+use crate::sketch::Sketch;
+use crate::snapshot::Snapshot;
+
+/// Which snapshot an exporter shows, and when.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cadence {
+    /// The window since the previous flush, at every flush (live views).
+    #[default]
+    EveryWindow,
+    /// The cumulative snapshot, once, at the final flush (file analysis, demo).
+    FinalTotal,
+}
+
+impl Cadence {
+    /// The snapshot to show for this flush, if any.
+    pub fn pick<'a>(self, flush: &Flush<'a>) -> Option<&'a Snapshot> {
+        match self {
+            Cadence::EveryWindow => Some(flush.window),
+            Cadence::FinalTotal => flush.last.then_some(flush.total),
+        }
+    }
+}
+
+/// One endpoint row for display: a snapshot's entries grouped by (source, server, side,
+/// method, route), with the statuses listed.
+#[derive(Clone, Debug, Default)]
+pub struct Row {
+    /// Where it was observed.
+    pub source: Source,
+    /// The server.
+    pub server: Option<SocketAddr>,
+    /// Which end was observed.
+    pub side: Option<Side>,
+    /// The method.
+    pub method: Option<Method>,
+    /// The route.
+    pub route: String,
+    /// Count per status, most frequent first.
+    pub statuses: Vec<(u16, u64)>,
+    /// Transactions whose status is an error.
+    pub errors: u64,
+    /// Everything else, merged.
+    pub stats: EndpointStats,
+}
+
+impl Row {
+    /// `errors / count` in percent.
+    pub fn error_pct(&self) -> f64 {
+        if self.stats.count == 0 {
+            0.0
+        } else {
+            self.errors as f64 * 100.0 / self.stats.count as f64
+        }
+    }
+
+    /// The statuses as `200×90 500×3` (at most three, then `+n`).
+    pub fn statuses_text(&self) -> String {
+        let mut s = String::new();
+        for (i, (code, n)) in self.statuses.iter().enumerate() {
+            if i == 3 {
+                s.push_str(&format!(" +{}", self.statuses.len() - 3));
+                break;
+            }
+            if i > 0 {
+                s.push(' ');
+            }
+            if self.statuses.len() == 1 {
+                s.push_str(&code.to_string());
+            } else {
+                s.push_str(&format!("{code}×{n}"));
+            }
+        }
+        s
+    }
+}
+
+type RowKey<'a> = (Source, Option<SocketAddr>, Option<Side>, Method, &'a str);
+
+/// Groups a snapshot's entries into display rows, sorted by count (descending).
+pub fn rows(snapshot: &Snapshot) -> Vec<Row> {
+    let mut map: std::collections::HashMap<RowKey<'_>, Row> = std::collections::HashMap::new();
+    for (k, v) in &snapshot.entries {
+        let row = map
+            .entry((k.source, k.server, k.side, k.method, &k.route))
+            .or_insert_with(|| Row {
+                source: k.source,
+                server: k.server,
+                side: k.side,
+                method: Some(k.method),
+                route: k.route.to_string(),
+                ..Row::default()
+            });
+        match row.statuses.iter_mut().find(|(c, _)| *c == k.status) {
+            Some((_, n)) => *n += v.count,
+            None => row.statuses.push((k.status, v.count)),
+        }
+        if k.is_error() {
+            row.errors += v.count;
+        }
+        row.stats.merge(v);
+    }
+    let mut out: Vec<Row> = map.into_values().collect();
+    for r in &mut out {
+        r.statuses.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    }
+    out.sort_by(|a, b| {
+        b.stats
+            .count
+            .cmp(&a.stats.count)
+            .then_with(|| a.route.cmp(&b.route))
+            .then_with(|| a.server.cmp(&b.server))
+    });
+    out
+}
+
+/// A duration in nanoseconds as `850µs`, `12.3ms`, `2.41s`.
+pub fn fmt_ns(ns: f64) -> String {
+    if ns < 1e3 {
+        format!("{ns:.0}ns")
+    } else if ns < 1e6 {
+        format!("{:.0}µs", ns / 1e3)
+    } else if ns < 1e9 {
+        let ms = ns / 1e6;
+        if ms < 10.0 {
+            format!("{ms:.2}ms")
+        } else if ms < 100.0 {
+            format!("{ms:.1}ms")
+        } else {
+            format!("{ms:.0}ms")
+        }
+    } else {
+        format!("{:.2}s", ns / 1e9)
+    }
+}
+
+/// A byte count as `512B`, `1.5KiB`, `3.2MiB`.
+pub fn fmt_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.1}{}", UNITS[u])
+    }
+}
+
+/// A quantile of a sketch, formatted, or `-`.
+pub fn fmt_quantile(s: &Sketch, q: f64) -> String {
+    s.quantile_ns(q).map_or_else(|| "-".to_owned(), fmt_ns)
+}
+
+/// The server address as text, `-` when unknown.
+pub fn fmt_addr(a: Option<SocketAddr>) -> String {
+    a.map_or_else(|| "-".to_owned(), |a| a.to_string())
+}

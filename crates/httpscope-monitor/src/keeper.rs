@@ -1,0 +1,541 @@
+//! The StatKeeper: per-endpoint aggregation of transactions.
+//!
+//! Key: (source, server address, client address or rolled-up client, pid, comm, side, method,
+//! route, status). Value: count, latency [`Sketch`], request and response body bytes.
+//! Transactions whose content is impossible are counted as `malformed{reason}` and not
+//! aggregated; incomplete ones (no response, or no request) are counted; beyond
+//! [`KeeperConfig::max_keys`] new keys are counted as `dropped{reason="key_limit"}`.
+//!
+//! The hot path allocates nothing once warm: the route is quantized into a reused buffer, routes
+//! are interned to a `u32`, and the key is a plain `Copy` value.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use httpscope_model::telemetry::{DropReason, MalformedReason, ReasonCounts};
+use httpscope_model::{Comm, Method, Side, Source, Transaction};
+use serde::{Deserialize, Serialize};
+
+use crate::route::{Outcome, Quantizer};
+use crate::sketch::Sketch;
+
+/// How clients are kept apart in the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientRollup {
+    /// One key per client IP address; the (ephemeral) port is dropped.
+    #[default]
+    Ip,
+    /// One key per client address and port (many keys: one per connection).
+    Full,
+    /// All clients together.
+    All,
+}
+
+/// Limits and options of a [`StatKeeper`].
+#[derive(Clone, Debug)]
+pub struct KeeperConfig {
+    /// The most keys kept at once (default 100,000).
+    pub max_keys: usize,
+    /// How clients are kept apart.
+    pub client_rollup: ClientRollup,
+}
+
+impl Default for KeeperConfig {
+    fn default() -> Self {
+        KeeperConfig {
+            max_keys: 100_000,
+            client_rollup: ClientRollup::Ip,
+        }
+    }
+}
+
+/// What an endpoint is, in a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EndpointKey {
+    /// Where the transactions were observed.
+    pub source: Source,
+    /// The server address, when known.
+    pub server: Option<SocketAddr>,
+    /// The client address (port 0 when rolled up by IP), `None` when unknown or rolled up.
+    pub client: Option<SocketAddr>,
+    /// The observed process.
+    pub pid: Option<u32>,
+    /// The observed process's name.
+    pub comm: Option<Comm>,
+    /// Which end the observed process was.
+    pub side: Option<Side>,
+    /// The request method.
+    pub method: Method,
+    /// The quantized route.
+    pub route: Arc<str>,
+    /// The response status.
+    pub status: u16,
+}
+
+impl EndpointKey {
+    /// Whether the status counts as an error: 5xx, and also 4xx when the observed process was
+    /// the client (the OpenTelemetry HTTP conventions' rule for span status).
+    pub fn is_error(&self) -> bool {
+        is_error(self.status, self.side)
+    }
+}
+
+impl EndpointKey {
+    fn order_key(&self) -> impl Ord + '_ {
+        (
+            self.source,
+            self.server,
+            self.client,
+            self.pid,
+            self.comm.as_ref().map(Comm::as_bytes),
+            self.side,
+            self.method,
+            &self.route,
+            self.status,
+        )
+    }
+}
+
+impl PartialOrd for EndpointKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for EndpointKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.order_key().cmp(&other.order_key())
+    }
+}
+
+fn is_error(status: u16, side: Option<Side>) -> bool {
+    status >= 500 || (status >= 400 && side == Some(Side::Client))
+}
+
+/// The aggregate of one endpoint.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointStats {
+    /// Transactions.
+    pub count: u64,
+    /// Request body bytes.
+    pub request_bytes: u64,
+    /// Response body bytes.
+    pub response_bytes: u64,
+    /// Latencies (first request byte to last response byte).
+    pub latency: Sketch,
+}
+
+impl EndpointStats {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &EndpointStats) {
+        self.count += other.count;
+        self.request_bytes += other.request_bytes;
+        self.response_bytes += other.response_bytes;
+        self.latency.merge(&other.latency);
+    }
+}
+
+/// What the keeper counted about the transactions it was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KeeperCounts {
+    /// Transactions given to the keeper.
+    pub transactions: u64,
+    /// Of those, aggregated.
+    pub aggregated: u64,
+    /// Incomplete (request without response or response without request): counted, not
+    /// aggregated.
+    pub incomplete: u64,
+    /// Not aggregated because impossible, by reason.
+    pub malformed: ReasonCounts<MalformedReason>,
+    /// Not aggregated because of a cap, by reason.
+    pub dropped: ReasonCounts<DropReason>,
+    /// Not aggregated because a drop rule matched the path.
+    pub filtered: u64,
+}
+
+impl KeeperCounts {
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &KeeperCounts) {
+        self.transactions += other.transactions;
+        self.aggregated += other.aggregated;
+        self.incomplete += other.incomplete;
+        self.malformed.merge(&other.malformed);
+        self.dropped.merge(&other.dropped);
+        self.filtered += other.filtered;
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    source: Source,
+    side: Option<Side>,
+    method: Method,
+    status: u16,
+    route: u32,
+    pid: Option<u32>,
+    server: Option<SocketAddr>,
+    client: Option<SocketAddr>,
+    comm: Option<Comm>,
+}
+
+/// Per-endpoint aggregation; see the module docs.
+#[derive(Debug)]
+pub struct StatKeeper {
+    cfg: KeeperConfig,
+    quantizer: Quantizer,
+    route_ids: HashMap<Arc<str>, u32>,
+    routes: Vec<Arc<str>>,
+    stats: HashMap<Key, EndpointStats>,
+    scratch: String,
+    counts: KeeperCounts,
+}
+
+/// Why a transaction's content is impossible, if it is.
+pub fn validate(tx: &Transaction) -> Result<Method, MalformedReason> {
+    let method = tx.method.ok_or(MalformedReason::UnknownMethod)?;
+    if tx.path.is_empty() {
+        return Err(MalformedReason::EmptyPath);
+    }
+    if !tx.path.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(MalformedReason::NonPrintablePath);
+    }
+    match tx.status {
+        Some(100..=599) => {}
+        _ => return Err(MalformedReason::StatusOutOfRange),
+    }
+    if tx.end_ns <= tx.start_ns {
+        return Err(MalformedReason::NonPositiveLatency);
+    }
+    Ok(method)
+}
+
+impl StatKeeper {
+    /// A keeper with the given limits and route quantizer.
+    pub fn new(cfg: KeeperConfig, quantizer: Quantizer) -> Self {
+        StatKeeper {
+            cfg,
+            quantizer,
+            route_ids: HashMap::new(),
+            routes: Vec::new(),
+            stats: HashMap::new(),
+            scratch: String::with_capacity(64),
+            counts: KeeperCounts::default(),
+        }
+    }
+
+    /// Adds one transaction.
+    #[inline]
+    pub fn add(&mut self, tx: &Transaction) {
+        self.counts.transactions += 1;
+        if tx.incomplete {
+            self.counts.incomplete += 1;
+            return;
+        }
+        let method = match validate(tx) {
+            Ok(m) => m,
+            Err(reason) => {
+                self.counts.malformed.inc(reason);
+                return;
+            }
+        };
+        if self.quantizer.route(&tx.path, &mut self.scratch) == Outcome::Dropped {
+            self.counts.filtered += 1;
+            return;
+        }
+        let route = match self.route_ids.get(self.scratch.as_str()) {
+            Some(&id) => id,
+            None => {
+                if self.routes.len() >= self.cfg.max_keys {
+                    // Every key needs a route, so this many routes means the key cap is hit.
+                    self.counts.dropped.inc(DropReason::KeyLimit);
+                    return;
+                }
+                let id = self.routes.len() as u32;
+                let r: Arc<str> = self.scratch.as_str().into();
+                self.routes.push(r.clone());
+                self.route_ids.insert(r, id);
+                id
+            }
+        };
+        let client = match self.cfg.client_rollup {
+            ClientRollup::Full => tx.client,
+            ClientRollup::Ip => tx.client.map(|c| SocketAddr::new(c.ip(), 0)),
+            ClientRollup::All => None,
+        };
+        let key = Key {
+            source: tx.source,
+            side: tx.side,
+            method,
+            status: tx.status.unwrap_or(0),
+            route,
+            pid: tx.pid,
+            server: tx.server,
+            client,
+            comm: tx.comm,
+        };
+        let len = self.stats.len();
+        let stats = match self.stats.get_mut(&key) {
+            Some(s) => s,
+            None => {
+                if len >= self.cfg.max_keys {
+                    self.counts.dropped.inc(DropReason::KeyLimit);
+                    return;
+                }
+                self.stats.entry(key).or_default()
+            }
+        };
+        stats.count += 1;
+        stats.request_bytes += tx.request_bytes;
+        stats.response_bytes += tx.response_bytes;
+        stats.latency.add(tx.duration_ns());
+        self.counts.aggregated += 1;
+    }
+
+    /// Number of keys held.
+    pub fn len(&self) -> usize {
+        self.stats.len()
+    }
+
+    /// Whether no key is held.
+    pub fn is_empty(&self) -> bool {
+        self.stats.is_empty()
+    }
+
+    /// Counts since the last [`StatKeeper::take`].
+    pub fn counts(&self) -> &KeeperCounts {
+        &self.counts
+    }
+
+    /// Approximate heap bytes held by the keys and their values.
+    pub fn heap_bytes(&self) -> usize {
+        let slot = std::mem::size_of::<(Key, EndpointStats)>() + 1;
+        let routes: usize = self.routes.iter().map(|r| r.len() + 16 + 8 + 24).sum();
+        self.stats.capacity() * slot
+            + self
+                .stats
+                .values()
+                .map(|s| s.latency.heap_bytes())
+                .sum::<usize>()
+            + routes
+    }
+
+    /// Takes everything aggregated since the previous call, leaving the keeper empty (its
+    /// allocations are kept for the next interval).
+    pub fn take(&mut self) -> (Vec<(EndpointKey, EndpointStats)>, KeeperCounts) {
+        let routes = &self.routes;
+        let entries = self
+            .stats
+            .drain()
+            .map(|(k, v)| {
+                (
+                    EndpointKey {
+                        source: k.source,
+                        server: k.server,
+                        client: k.client,
+                        pid: k.pid,
+                        comm: k.comm,
+                        side: k.side,
+                        method: k.method,
+                        route: routes[k.route as usize].clone(),
+                        status: k.status,
+                    },
+                    v,
+                )
+            })
+            .collect();
+        // Routes stay interned across intervals (most repeat) unless they fill the cap.
+        if self.routes.len() >= self.cfg.max_keys / 2 {
+            self.routes.clear();
+            self.route_ids.clear();
+        }
+        (entries, std::mem::take(&mut self.counts))
+    }
+}
+
+/// Aggregates a list of transactions the simple way (one `Vec` scan per transaction), for
+/// tests that check the [`StatKeeper`] against an obviously correct model.
+#[doc(hidden)]
+pub fn naive_aggregate(
+    txs: &[Transaction],
+    quantizer: &Quantizer,
+    rollup: ClientRollup,
+) -> Vec<(EndpointKey, u64, u64, u64)> {
+    let mut out: Vec<(EndpointKey, u64, u64, u64)> = Vec::new();
+    let mut route = String::new();
+    for tx in txs {
+        if tx.incomplete {
+            continue;
+        }
+        let Ok(method) = validate(tx) else { continue };
+        if quantizer.route(&tx.path, &mut route) == Outcome::Dropped {
+            continue;
+        }
+        let client = match rollup {
+            ClientRollup::Full => tx.client,
+            ClientRollup::Ip => tx.client.map(|c| SocketAddr::new(c.ip(), 0)),
+            ClientRollup::All => None,
+        };
+        let key = EndpointKey {
+            source: tx.source,
+            server: tx.server,
+            client,
+            pid: tx.pid,
+            comm: tx.comm,
+            side: tx.side,
+            method,
+            route: route.as_str().into(),
+            status: tx.status.unwrap_or(0),
+        };
+        match out.iter_mut().find(|(k, ..)| *k == key) {
+            Some(e) => {
+                e.1 += 1;
+                e.2 += tx.request_bytes;
+                e.3 += tx.response_bytes;
+            }
+            None => out.push((key, 1, tx.request_bytes, tx.response_bytes)),
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(
+        method: Option<Method>,
+        path: &str,
+        status: Option<u16>,
+        start: u64,
+        end: u64,
+    ) -> Transaction {
+        Transaction {
+            method,
+            path: path.into(),
+            status,
+            start_ns: start,
+            end_ns: end,
+            request_bytes: 10,
+            response_bytes: 100,
+            client: Some("10.0.0.9:50123".parse().unwrap()),
+            server: Some("10.0.0.1:80".parse().unwrap()),
+            ..Transaction::default()
+        }
+    }
+
+    fn keeper(max_keys: usize) -> StatKeeper {
+        StatKeeper::new(
+            KeeperConfig {
+                max_keys,
+                ..KeeperConfig::default()
+            },
+            Quantizer::heuristic(),
+        )
+    }
+
+    #[test]
+    fn validation_table() {
+        let g = Some(Method::Get);
+        let cases: [(Transaction, Result<Method, MalformedReason>); 8] = [
+            (tx(g, "/a", Some(200), 1, 2), Ok(Method::Get)),
+            (
+                tx(None, "/a", Some(200), 1, 2),
+                Err(MalformedReason::UnknownMethod),
+            ),
+            (tx(g, "", Some(200), 1, 2), Err(MalformedReason::EmptyPath)),
+            (
+                tx(g, "/a b", Some(200), 1, 2),
+                Err(MalformedReason::NonPrintablePath),
+            ),
+            (
+                tx(g, "/caf\u{e9}", Some(200), 1, 2),
+                Err(MalformedReason::NonPrintablePath),
+            ),
+            (
+                tx(g, "/a", Some(99), 1, 2),
+                Err(MalformedReason::StatusOutOfRange),
+            ),
+            (
+                tx(g, "/a", Some(600), 1, 2),
+                Err(MalformedReason::StatusOutOfRange),
+            ),
+            (
+                tx(g, "/a", Some(200), 2, 2),
+                Err(MalformedReason::NonPositiveLatency),
+            ),
+        ];
+        for (t, want) in cases {
+            assert_eq!(validate(&t), want, "{t:?}");
+        }
+        assert_eq!(
+            validate(&tx(g, "/a", None, 1, 2)),
+            Err(MalformedReason::StatusOutOfRange)
+        );
+    }
+
+    #[test]
+    fn aggregates_by_route_and_counts_the_rest() {
+        let mut k = keeper(100);
+        let g = Some(Method::Get);
+        k.add(&tx(g, "/users/1", Some(200), 0, 1_000_000));
+        k.add(&tx(g, "/users/2", Some(200), 0, 3_000_000));
+        k.add(&tx(g, "/users/3", Some(500), 0, 2_000_000));
+        k.add(&tx(None, "/users/3", Some(500), 0, 2_000_000));
+        let mut inc = tx(g, "/users/4", None, 0, 0);
+        inc.incomplete = true;
+        k.add(&inc);
+        assert_eq!(k.len(), 2);
+        let (mut entries, counts) = k.take();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(counts.transactions, 5);
+        assert_eq!(counts.aggregated, 3);
+        assert_eq!(counts.incomplete, 1);
+        assert_eq!(counts.malformed.get(MalformedReason::UnknownMethod), 1);
+        let (key, st) = &entries[0];
+        assert_eq!(&*key.route, "/users/*");
+        assert_eq!(key.status, 200);
+        assert_eq!(key.client, Some("10.0.0.9:0".parse().unwrap()));
+        assert_eq!(st.count, 2);
+        assert_eq!(st.request_bytes, 20);
+        assert_eq!(st.latency.max_ns(), Some(3_000_000));
+        assert!(entries[1].0.is_error());
+        assert!(k.is_empty());
+        assert_eq!(k.counts().transactions, 0);
+    }
+
+    #[test]
+    fn key_cap_drops_and_counts() {
+        let mut k = keeper(3);
+        for i in 0..10u16 {
+            k.add(&tx(Some(Method::Get), "/a", Some(200 + i), 0, 5));
+        }
+        assert_eq!(k.len(), 3);
+        assert_eq!(k.counts().dropped.get(DropReason::KeyLimit), 7);
+        assert_eq!(k.counts().aggregated, 3);
+    }
+
+    #[test]
+    fn sides_are_kept_apart() {
+        let mut k = keeper(10);
+        let mut a = tx(Some(Method::Get), "/x", Some(200), 0, 5);
+        a.side = Some(Side::Client);
+        let mut b = a.clone();
+        b.side = Some(Side::Server);
+        k.add(&a);
+        k.add(&b);
+        let (entries, _) = k.take();
+        assert_eq!(entries.len(), 2);
+        assert!(entries.iter().all(|(_, s)| s.count == 1));
+    }
+
+    #[test]
+    fn client_error_rule() {
+        assert!(is_error(404, Some(Side::Client)));
+        assert!(!is_error(404, Some(Side::Server)));
+        assert!(!is_error(404, None));
+        assert!(is_error(503, None));
+    }
+}

@@ -1,0 +1,421 @@
+//! Route quantization: from the paths of individual requests to the routes they stand for.
+//!
+//! `/users/42/orders` and `/users/43/orders` are one endpoint. In order:
+//! 1. the query string and fragment are cut, and an absolute-form target loses its scheme and
+//!    authority;
+//! 2. `drop` rules (regexes on the path) discard the transaction (counted as filtered);
+//! 3. user route patterns (`/users/{id}/orders`) win: the route is the pattern itself;
+//! 4. `replace` rules (regex, replacement) rewrite the path;
+//! 5. the heuristic turns id-like segments into `*`: all digits, UUIDs, hex ids, tokens with
+//!    several digits, long random tokens. Version segments (`v2`, `v1.1`, `2.0`) and words
+//!    with a single digit (`oauth2`, `s3`) stay, and so do RPC-style names (`hello.world`).
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+
+/// How paths become routes; part of the TOML configuration (`[routes]`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouteConfig {
+    /// Route patterns such as `/users/{id}/orders`: `{name}` (or `*`) matches one segment.
+    pub patterns: Vec<String>,
+    /// Regex rewrites applied to the path before the heuristic.
+    pub replace: Vec<ReplaceRule>,
+    /// Regexes: a matching path is not aggregated (counted as filtered).
+    pub drop: Vec<String>,
+    /// Turn off the id heuristic (routes are then the paths, after patterns and rules).
+    pub no_heuristic: bool,
+}
+
+/// One regex rewrite: every match of `pattern` in the path becomes `with` (`$1` etc. allowed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceRule {
+    /// The regex.
+    pub pattern: String,
+    /// The replacement.
+    pub with: String,
+}
+
+/// A route configuration that could not be compiled.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteError {
+    /// A regex in a rule does not compile.
+    #[error("invalid regex {pattern:?}: {message}")]
+    Regex {
+        /// The regex as given.
+        pattern: String,
+        /// What the regex compiler said.
+        message: String,
+    },
+    /// A route pattern does not start with `/`.
+    #[error("route pattern {0:?} must start with '/'")]
+    Pattern(String),
+}
+
+#[derive(Clone, Debug)]
+enum Seg {
+    Literal(Box<str>),
+    Any,
+}
+
+#[derive(Clone, Debug)]
+struct Pattern {
+    text: Box<str>,
+    segs: Vec<Seg>,
+}
+
+impl Pattern {
+    fn matches(&self, path: &str) -> bool {
+        let mut it = path.split('/').skip(1);
+        for seg in &self.segs {
+            match (seg, it.next()) {
+                (_, None) => return false,
+                (Seg::Any, Some(s)) => {
+                    if s.is_empty() {
+                        return false;
+                    }
+                }
+                (Seg::Literal(l), Some(s)) => {
+                    if **l != *s {
+                        return false;
+                    }
+                }
+            }
+        }
+        it.next().is_none()
+    }
+}
+
+/// What became of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The route was written to the output buffer.
+    Route,
+    /// A drop rule matched.
+    Dropped,
+}
+
+/// The longest route kept, in bytes; longer ones are cut at a segment boundary.
+pub const MAX_ROUTE_BYTES: usize = 256;
+
+/// A compiled [`RouteConfig`].
+#[derive(Clone, Debug, Default)]
+pub struct Quantizer {
+    patterns: Vec<Pattern>,
+    replace: Vec<(Regex, String)>,
+    drop: Vec<Regex>,
+    heuristic: bool,
+}
+
+fn compile(pattern: &str) -> Result<Regex, RouteError> {
+    Regex::new(pattern).map_err(|e| RouteError::Regex {
+        pattern: pattern.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+impl Quantizer {
+    /// Compiles the configuration.
+    pub fn new(cfg: &RouteConfig) -> Result<Self, RouteError> {
+        let mut patterns = Vec::with_capacity(cfg.patterns.len());
+        for p in &cfg.patterns {
+            if !p.starts_with('/') {
+                return Err(RouteError::Pattern(p.clone()));
+            }
+            let segs = p[1..]
+                .split('/')
+                .map(|s| {
+                    if s == "*" || (s.starts_with('{') && s.ends_with('}') && s.len() >= 2) {
+                        Seg::Any
+                    } else {
+                        Seg::Literal(s.into())
+                    }
+                })
+                .collect();
+            patterns.push(Pattern {
+                text: p.as_str().into(),
+                segs,
+            });
+        }
+        let replace = cfg
+            .replace
+            .iter()
+            .map(|r| Ok((compile(&r.pattern)?, r.with.clone())))
+            .collect::<Result<_, RouteError>>()?;
+        let drop = cfg
+            .drop
+            .iter()
+            .map(|d| compile(d))
+            .collect::<Result<_, _>>()?;
+        Ok(Quantizer {
+            patterns,
+            replace,
+            drop,
+            heuristic: !cfg.no_heuristic,
+        })
+    }
+
+    /// The heuristic alone, no patterns or rules.
+    pub fn heuristic() -> Self {
+        Quantizer {
+            heuristic: true,
+            ..Quantizer::default()
+        }
+    }
+
+    /// Writes the route of `path` into `out` (cleared first), unless a drop rule matches.
+    pub fn route(&self, path: &str, out: &mut String) -> Outcome {
+        out.clear();
+        let path = strip_target(path);
+        if self.drop.iter().any(|r| r.is_match(path)) {
+            return Outcome::Dropped;
+        }
+        if let Some(p) = self.patterns.iter().find(|p| p.matches(path)) {
+            out.push_str(&p.text);
+            return Outcome::Route;
+        }
+        if self.replace.is_empty() {
+            self.segments(path, out);
+        } else {
+            let mut owned = std::borrow::Cow::Borrowed(path);
+            for (re, with) in &self.replace {
+                if let std::borrow::Cow::Owned(s) = re.replace_all(&owned, with.as_str()) {
+                    owned = std::borrow::Cow::Owned(s);
+                }
+            }
+            self.segments(&owned, out);
+        }
+        Outcome::Route
+    }
+
+    fn segments(&self, path: &str, out: &mut String) {
+        if !path.starts_with('/') {
+            // `*` (OPTIONS) or something odd: keep as is, bounded.
+            push_bounded(out, path);
+            return;
+        }
+        for seg in path[1..].split('/') {
+            let piece = if self.heuristic && is_id(seg) {
+                "*"
+            } else {
+                seg
+            };
+            if out.len() + 1 + piece.len() > MAX_ROUTE_BYTES {
+                out.push_str("/…");
+                return;
+            }
+            out.push('/');
+            out.push_str(piece);
+        }
+    }
+}
+
+fn push_bounded(out: &mut String, s: &str) {
+    let mut end = s.len().min(MAX_ROUTE_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.push_str(&s[..end]);
+}
+
+/// Cuts the query and fragment, and the scheme and authority of an absolute-form target.
+fn strip_target(path: &str) -> &str {
+    let mut p = path;
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = p.strip_prefix(scheme) {
+            p = rest.find('/').map_or("/", |i| &rest[i..]);
+            break;
+        }
+    }
+    match p.find(['?', '#']) {
+        Some(i) => &p[..i],
+        None => p,
+    }
+}
+
+/// `v2`, `V10`, `v1.2`, `2.0`, `1.2.3`: at most three numeric parts of at most four digits.
+fn is_version(b: &[u8]) -> bool {
+    let (rest, prefixed) = match b.first() {
+        Some(b'v' | b'V') => (&b[1..], true),
+        _ => (b, false),
+    };
+    if rest.is_empty() {
+        return false;
+    }
+    let mut parts = 0;
+    for part in rest.split(|&c| c == b'.') {
+        parts += 1;
+        if part.is_empty() || part.len() > 4 || !part.iter().all(u8::is_ascii_digit) {
+            return false;
+        }
+    }
+    parts <= 3 && (prefixed || parts >= 2)
+}
+
+/// `8-4-4-4-12` hex digits.
+fn is_uuid(b: &[u8]) -> bool {
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, &c)| {
+            if matches!(i, 8 | 13 | 18 | 23) {
+                c == b'-'
+            } else {
+                c.is_ascii_hexdigit()
+            }
+        })
+}
+
+/// Whether a path segment looks like an identifier rather than a name.
+pub fn is_id(seg: &str) -> bool {
+    let b = seg.as_bytes();
+    if b.is_empty() {
+        return false;
+    }
+    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    if digits == 0 {
+        return is_random_letters(b);
+    }
+    if is_version(b) {
+        return false;
+    }
+    if digits == b.len() || is_uuid(b) {
+        return true;
+    }
+    if b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit) {
+        return true;
+    }
+    // A single digit in a word is a name (`oauth2`, `s3`, `html5`) unless the segment is a
+    // long token (dotted RPC names such as `grpc.health.v1.Health` are names).
+    digits >= 2
+        || (b.len() >= 16
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_')))
+}
+
+/// A long run of letters whose case flips as often as a random token's does (camelCase words
+/// flip about once per word, a random base-62 token about every other character).
+fn is_random_letters(b: &[u8]) -> bool {
+    if b.len() < 20
+        || !b
+            .iter()
+            .all(|c| c.is_ascii_alphabetic() || matches!(c, b'-' | b'_'))
+    {
+        return false;
+    }
+    let flips = b
+        .windows(2)
+        .filter(|w| {
+            w[0].is_ascii_alphabetic()
+                && w[1].is_ascii_alphabetic()
+                && w[0].is_ascii_uppercase() != w[1].is_ascii_uppercase()
+        })
+        .count();
+    flips * 10 >= b.len() * 4
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(path: &str) -> String {
+        let mut out = String::new();
+        assert_eq!(Quantizer::heuristic().route(path, &mut out), Outcome::Route);
+        out
+    }
+
+    #[test]
+    fn heuristic_table() {
+        let cases = [
+            ("/", "/"),
+            ("/users/42", "/users/*"),
+            ("/users/42/orders/7", "/users/*/orders/*"),
+            ("/api/v2/users/1234", "/api/v2/users/*"),
+            ("/api/v1.1/items", "/api/v1.1/items"),
+            ("/api/2.0/items", "/api/2.0/items"),
+            ("/api/hello.world", "/api/hello.world"),
+            (
+                "/grpc.health.v1.Health/Check",
+                "/grpc.health.v1.Health/Check",
+            ),
+            (
+                "/twirp/example.haberdasher.Haberdasher/MakeHat",
+                "/twirp/example.haberdasher.Haberdasher/MakeHat",
+            ),
+            ("/orders/3f2b8c1e-9d4a-4b6e-8f0a-1c2d3e4f5a6b", "/orders/*"),
+            ("/blobs/deadbeef00112233", "/blobs/*"),
+            ("/commits/9fceb02", "/commits/*"),
+            ("/oauth2/token", "/oauth2/token"),
+            ("/s3/buckets", "/s3/buckets"),
+            ("/files/report-2024-01-31.pdf", "/files/*"),
+            ("/static/app.js", "/static/app.js"),
+            ("/static/main.a1b2c3d4.js", "/static/*"),
+            ("/reset/aZkQpLmNoPqRsTuVwXyZaB", "/reset/*"),
+            ("/reset/Xk9fP2qLm8NzR4tW7yBv", "/reset/*"),
+            ("/api/getUserAccountSettings", "/api/getUserAccountSettings"),
+            ("/users/42?expand=orders", "/users/*"),
+            ("/page#frag", "/page"),
+            ("http://example.com/users/42", "/users/*"),
+            ("http://example.com", "/"),
+            ("*", "*"),
+            ("/a//b/", "/a//b/"),
+            ("/ip/192.168.1.1", "/ip/*"),
+            ("/search/hello%20world", "/search/*"),
+            ("/facade/feed", "/facade/feed"),
+        ];
+        for (path, want) in cases {
+            assert_eq!(q(path), want, "path {path}");
+        }
+    }
+
+    #[test]
+    fn patterns_win_and_rules_apply() {
+        let cfg = RouteConfig {
+            patterns: vec!["/users/{id}/orders".into(), "/shop/*/cart".into()],
+            replace: vec![ReplaceRule {
+                pattern: "^/legacy/[^/]+".into(),
+                with: "/legacy/{x}".into(),
+            }],
+            drop: vec!["^/health".into()],
+            no_heuristic: false,
+        };
+        let qz = Quantizer::new(&cfg).unwrap();
+        let mut out = String::new();
+        assert_eq!(qz.route("/users/alice/orders", &mut out), Outcome::Route);
+        assert_eq!(out, "/users/{id}/orders");
+        qz.route("/shop/berlin/cart?x=1", &mut out);
+        assert_eq!(out, "/shop/*/cart");
+        qz.route("/users/alice/orders/5", &mut out);
+        assert_eq!(out, "/users/alice/orders/*");
+        qz.route("/legacy/abc123xyz/page7", &mut out);
+        assert_eq!(out, "/legacy/{x}/page7");
+        assert_eq!(qz.route("/healthz", &mut out), Outcome::Dropped);
+    }
+
+    #[test]
+    fn bad_config_is_an_error() {
+        let cfg = RouteConfig {
+            drop: vec!["(".into()],
+            ..RouteConfig::default()
+        };
+        assert!(matches!(
+            Quantizer::new(&cfg),
+            Err(RouteError::Regex { .. })
+        ));
+        let cfg = RouteConfig {
+            patterns: vec!["users/{id}".into()],
+            ..RouteConfig::default()
+        };
+        assert!(matches!(Quantizer::new(&cfg), Err(RouteError::Pattern(_))));
+    }
+
+    #[test]
+    fn routes_are_bounded() {
+        let long = "/seg".repeat(200);
+        let r = q(&long);
+        assert!(r.len() <= MAX_ROUTE_BYTES + "/…".len());
+        assert!(r.ends_with("/…"));
+        let odd = "é".repeat(400);
+        assert!(q(&odd).len() <= MAX_ROUTE_BYTES);
+    }
+}
