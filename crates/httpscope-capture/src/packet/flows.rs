@@ -12,8 +12,9 @@
 //! connection and in total. What goes over a bound is counted in the batch's
 //! [`SourceStats::dropped`] and the stream carries on with a gap.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+
+use rustc_hash::FxHashMap;
 
 use httpscope_http::{ConnMeta, Connection, Direction, Output};
 use httpscope_model::batch::Batch;
@@ -40,6 +41,29 @@ struct Flow {
     last_ts: u64,
 }
 
+/// Both ends of a connection in a fixed order, compact and cheap to hash: one lookup per
+/// packet is the table's whole cost, so the key is two `u128` addresses and two ports
+/// (IPv4 mapped into IPv6) hashed with FxHash rather than two `SocketAddr`s with SipHash.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct FlowKey {
+    a: u128,
+    b: u128,
+    ports: u32,
+}
+
+impl FlowKey {
+    #[inline]
+    fn new(src: IpAddr, sport: u16, dst: IpAddr, dport: u16) -> Self {
+        let ip = |a: IpAddr| match a {
+            IpAddr::V4(v) => u128::from(v.to_ipv6_mapped()),
+            IpAddr::V6(v) => u128::from(v),
+        };
+        let (x, y) = ((ip(src), sport), (ip(dst), dport));
+        let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
+        FlowKey { a: lo.0, b: hi.0, ports: (u32::from(lo.1) << 16) | u32::from(hi.1) }
+    }
+}
+
 enum Slot {
     Live(Box<Flow>),
     /// Closed at this capture time; only a SYN reopens the tuple before it expires.
@@ -55,7 +79,7 @@ pub(crate) struct Totals {
 
 pub(crate) struct Tracker {
     cfg: PacketConfig,
-    flows: HashMap<ConnTuple, Slot>,
+    flows: FxHashMap<FlowKey, Slot>,
     out: Output,
     stats: SourceStats,
     /// The latest timestamp seen (captures are not strictly ordered; expiry uses this).
@@ -69,7 +93,7 @@ impl Tracker {
     pub(crate) fn new(cfg: &PacketConfig) -> Self {
         Tracker {
             cfg: cfg.clone(),
-            flows: HashMap::new(),
+            flows: FxHashMap::default(),
             out: Output::default(),
             stats: SourceStats::default(),
             now: 0,
@@ -141,7 +165,7 @@ impl Tracker {
         self.tick(ts);
         let src = SocketAddr::new(seg.src, seg.sport);
         let dst = SocketAddr::new(seg.dst, seg.dport);
-        let (key, _) = ConnTuple::new(src, dst).canonical();
+        let key = FlowKey::new(seg.src, seg.sport, seg.dst, seg.dport);
         let syn = seg.has(flags::SYN);
         let ack = seg.has(flags::ACK);
         let carries = !seg.payload.is_empty() || seg.missing > 0;
