@@ -2,6 +2,8 @@
 //! transactions). A folder or file per exporter, each with its own settings.
 
 pub mod json;
+pub mod otlp;
+pub mod prometheus;
 
 pub mod table;
 
