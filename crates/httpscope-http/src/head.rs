@@ -73,19 +73,20 @@ fn map_error(e: httparse::Error, invalid: ParseError) -> ParseError {
     }
 }
 
-/// Parses a complete request head (`head` ends with its empty line).
+/// Parses a request head at the start of `buf`: its fields and length, or `None` if `buf`
+/// holds only part of it.
 pub(crate) fn parse_request(
-    head: &[u8],
+    buf: &[u8],
     keep_query: bool,
     max_path: usize,
-) -> Result<RequestHead, ParseError> {
+) -> Result<Option<(RequestHead, usize)>, ParseError> {
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut []);
-    match parser_config().parse_request_with_uninit_headers(&mut req, head, &mut headers) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(ParseError::InvalidRequest),
+    let len = match parser_config().parse_request_with_uninit_headers(&mut req, buf, &mut headers) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(map_error(e, ParseError::InvalidRequest)),
-    }
+    };
     let (Some(method), Some(uri)) = (req.method, req.path) else {
         return Err(ParseError::InvalidRequest);
     };
@@ -104,24 +105,27 @@ pub(crate) fn parse_request(
             Some(n) => Framing::Length(n),
         }
     };
-    Ok(RequestHead {
+    let head = RequestHead {
         method: Method::from_bytes(method.as_bytes()),
         path: request_path(uri, keep_query, max_path),
         version: version(req.version),
         framing,
         upgrade_h2c: fields.upgrade_h2c,
-    })
+    };
+    Ok(Some((head, len)))
 }
 
-/// Parses a complete response head (`head` ends with its empty line).
-pub(crate) fn parse_response(head: &[u8]) -> Result<ResponseHead, ParseError> {
+/// Parses a response head at the start of `buf`: its fields and length, or `None` if `buf`
+/// holds only part of it.
+pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, ParseError> {
     let mut headers = [const { MaybeUninit::uninit() }; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut []);
-    match parser_config().parse_response_with_uninit_headers(&mut resp, head, &mut headers) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(ParseError::InvalidResponse),
+    let len = match parser_config().parse_response_with_uninit_headers(&mut resp, buf, &mut headers)
+    {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(map_error(e, ParseError::InvalidResponse)),
-    }
+    };
     let status = resp.code.ok_or(ParseError::InvalidResponse)?;
     if !(100..=599).contains(&status) {
         return Err(ParseError::InvalidResponse);
@@ -140,12 +144,13 @@ pub(crate) fn parse_response(head: &[u8]) -> Result<ResponseHead, ParseError> {
             None => Framing::UntilClose,
         }
     };
-    Ok(ResponseHead {
+    let head = ResponseHead {
         status,
         version: version(resp.version),
         framing,
         upgrade_h2c: fields.upgrade_h2c,
-    })
+    };
+    Ok(Some((head, len)))
 }
 
 /// The framing-relevant header fields of one head.
@@ -284,8 +289,10 @@ mod tests {
 
     #[test]
     fn request_framing() {
-        let r =
-            parse_request(b"POST /x HTTP/1.1\r\nContent-Length: 12\r\n\r\n", false, 99).unwrap();
+        let r = parse_request(b"POST /x HTTP/1.1\r\nContent-Length: 12\r\n\r\n", false, 99)
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(
             (r.method, r.framing),
             (Some(Method::Post), Framing::Length(12))
@@ -295,21 +302,31 @@ mod tests {
             false,
             99,
         )
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .0;
         assert_eq!(r.framing, Framing::Chunked);
-        let r = parse_request(b"GET / HTTP/1.0\r\n\r\n", false, 99).unwrap();
+        let r = parse_request(b"GET / HTTP/1.0\r\n\r\n", false, 99)
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(
             (r.version, r.framing),
             (HttpVersion::Http10, Framing::Empty)
         );
-        let r = parse_request(b"BREW /pot HTTP/1.1\r\n\r\n", false, 99).unwrap();
+        let r = parse_request(b"BREW /pot HTTP/1.1\r\n\r\n", false, 99)
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(r.method, None);
         let r = parse_request(
             b"GET / HTTP/1.1\r\nUpgrade: websocket, h2c\r\n\r\n",
             false,
             9,
         )
-        .unwrap();
+        .unwrap()
+        .unwrap()
+        .0;
         assert!(r.upgrade_h2c);
     }
 
@@ -320,7 +337,7 @@ mod tests {
             false,
             9,
         );
-        assert_eq!(ok.unwrap().framing, Framing::Length(5));
+        assert_eq!(ok.unwrap().unwrap().0.framing, Framing::Length(5));
         let bad = parse_request(
             b"PUT / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
             false,
@@ -336,13 +353,25 @@ mod tests {
 
     #[test]
     fn response_framing() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!((r.status, r.framing), (200, Framing::Chunked));
-        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\n").unwrap();
+        let r = parse_response(b"HTTP/1.0 200 OK\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(r.framing, Framing::UntilClose);
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n").unwrap();
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!(r.framing, Framing::UntilClose);
-        let r = parse_response(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n").unwrap();
+        let r = parse_response(b"HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n")
+            .unwrap()
+            .unwrap()
+            .0;
         assert_eq!((r.status, r.framing), (404, Framing::Empty));
         assert_eq!(
             parse_response(b"HTTP/1.1 700 X\r\n\r\n").unwrap_err(),

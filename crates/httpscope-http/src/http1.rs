@@ -133,7 +133,12 @@ impl Half {
     }
 
     /// Looks for the next message start in `data`, resuming a start cut by the last chunk.
+    ///
+    /// Candidates are line starts and the start of every chunk: senders usually write each
+    /// message with its own call, so a new message often begins a segment or a syscall's data
+    /// even when the previous one ended without a line end.
     fn search(&mut self, data: &[u8], ts: u64) -> Found {
+        self.at_line_start = true;
         if self.prefix_len > 0 {
             let kept = usize::from(self.prefix_len);
             let mut joined = [0u8; 2 * START_LEN];
@@ -190,6 +195,21 @@ impl Half {
             }
         }
     }
+}
+
+/// A parsed head of either kind.
+enum Head {
+    Request(head::RequestHead),
+    Response(head::ResponseHead),
+}
+
+/// Parses a head of `kind` at the start of `buf`; `None` if `buf` holds only part of it.
+fn parse_head(kind: Kind, buf: &[u8], cfg: &Config) -> Result<Option<(Head, usize)>, ParseError> {
+    Ok(match kind {
+        Kind::Request => head::parse_request(buf, cfg.keep_query, cfg.max_path_bytes)?
+            .map(|(h, n)| (Head::Request(h), n)),
+        Kind::Response => head::parse_response(buf)?.map(|(h, n)| (Head::Response(h), n)),
+    })
 }
 
 /// A request waiting for (or being answered by) its response.
@@ -349,6 +369,19 @@ impl Http1 {
                 },
                 State::Head => {
                     let max = ctx.cfg.max_head_bytes;
+                    if half.buf.is_empty() {
+                        // Fast path: the head starts this chunk, so let httparse find its end
+                        // too. Only a partial or bad head falls through to scanning, which
+                        // buffers a split head and locates a bad one's end.
+                        let kind = half.role.unwrap_or(half.head_kind);
+                        if let Ok(Some((head, len))) = parse_head(kind, data, ctx.cfg) {
+                            if len <= max {
+                                self.apply_head(dir, kind, Ok(head), ts, ctx, out);
+                                data = &data[len..];
+                                continue;
+                            }
+                        }
+                    }
                     match half.head_end.find(data) {
                         None => {
                             if half.buf.len() + data.len() > max {
@@ -427,21 +460,41 @@ impl Http1 {
     fn on_head(&mut self, dir: Direction, bytes: &[u8], ts: u64, ctx: &Ctx<'_>, out: &mut Output) {
         let half = &self.halves[dir.index()];
         let kind = half.role.unwrap_or(half.head_kind);
-        let start_ns = half.msg_start_ns;
-        let parsed = match kind {
-            Kind::Request => head::parse_request(bytes, ctx.cfg.keep_query, ctx.cfg.max_path_bytes)
-                .map(|req| self.on_request(dir, req, start_ns, ctx, out)),
-            Kind::Response => head::parse_response(bytes)
-                .map(|resp| self.on_response(dir, resp, start_ns, ts, ctx, out)),
+        let parsed = match parse_head(kind, bytes, ctx.cfg) {
+            Ok(Some((head, _))) => Ok(head),
+            // `bytes` ends with the empty line, so httparse must have found a whole head.
+            Ok(None) => Err(match kind {
+                Kind::Request => ParseError::InvalidRequest,
+                Kind::Response => ParseError::InvalidResponse,
+            }),
+            Err(e) => Err(e),
         };
-        if let Err(e) = parsed {
-            out.stats.errors.inc(e);
-            out.stats.resyncs += 1;
-            if kind == Kind::Response && self.req_dir.is_some() {
-                self.resp_desync = true;
+        self.apply_head(dir, kind, parsed, ts, ctx, out);
+    }
+
+    /// Acts on a parsed head (or its error) of direction `dir`.
+    fn apply_head(
+        &mut self,
+        dir: Direction,
+        kind: Kind,
+        parsed: Result<Head, ParseError>,
+        ts: u64,
+        ctx: &Ctx<'_>,
+        out: &mut Output,
+    ) {
+        let start_ns = self.halves[dir.index()].msg_start_ns;
+        match parsed {
+            Ok(Head::Request(req)) => self.on_request(dir, req, start_ns, ctx, out),
+            Ok(Head::Response(resp)) => self.on_response(dir, resp, start_ns, ts, ctx, out),
+            Err(e) => {
+                out.stats.errors.inc(e);
+                out.stats.resyncs += 1;
+                if kind == Kind::Response && self.req_dir.is_some() {
+                    self.resp_desync = true;
+                }
+                // The bad head ended with an empty line, so the next byte starts a line.
+                self.halves[dir.index()].lose_place(true);
             }
-            // The bad head ended with an empty line, so the next byte starts a line.
-            self.halves[dir.index()].lose_place(true);
         }
     }
 

@@ -667,3 +667,27 @@ fn unknown_methods_still_pair() {
     ]);
     assert_eq!(rows(&txs)[1], (None, "/pot".into(), Some(418), 0, 0, false));
 }
+
+#[test]
+fn a_chunk_start_is_a_resync_candidate() {
+    // The first response overruns its declared length by one byte (a buggy server), so the
+    // next response head fails to parse; the one after starts a new chunk right after body
+    // bytes with no line end, and must still be found.
+    let (txs, stats) = run(&[
+        c(1, GET),
+        s(2, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nhello"),
+        c(3, "GET /b HTTP/1.1\r\n\r\n"),
+        s(4, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab"),
+        c(5, "GET /c HTTP/1.1\r\n\r\n"),
+        s(6, OK5),
+    ]);
+    assert_eq!(stats.errors.get(ParseError::InvalidResponse), 1);
+    assert_eq!(
+        rows(&txs),
+        vec![
+            row("GET", "/a", 200, 0, 4),
+            (Some("GET"), "/b".into(), None, 0, 0, true),
+            row("GET", "/c", 200, 0, 5)
+        ]
+    );
+}
