@@ -20,8 +20,19 @@ fn tag<'a>(t: &'a Transaction, k: &str) -> Option<&'a str> {
 fn all_flows(s: &mut Scenario, client: &str, server: &str) {
     let c = conn_id(1);
     s.connect(c, server, client);
-    s.flow_fast(c, req_id(1), client, "http://localhost:80/index.html?user=alice");
-    s.flow_response(c, req_id(2), client, "http://localhost:80/api/orders/42", 201);
+    s.flow_fast(
+        c,
+        req_id(1),
+        client,
+        "http://localhost:80/index.html?user=alice",
+    );
+    s.flow_response(
+        c,
+        req_id(2),
+        client,
+        "http://localhost:80/api/orders/42",
+        201,
+    );
     s.flow_rejected(c, req_id(3), client, "http://localhost:80/busy");
     s.flow_cache_fill(c, req_id(4), client, "http://localhost:80/static/app.js");
     s.flow_cache_hit(c, req_id(5), client, "http://localhost:80/static/app.js");
@@ -42,31 +53,53 @@ fn check_all_flows(txs: &[Transaction], client: &str, server: &str) {
         assert!(t.start_ns >= 1_795_305_600_000_000_000); // 2026-11-22
     }
     let fast = &txs[0];
-    assert_eq!((fast.method, fast.path.as_str(), fast.status), (Some(Method::Get), "/index.html", Some(200)));
+    assert_eq!(
+        (fast.method, fast.path.as_str(), fast.status),
+        (Some(Method::Get), "/index.html", Some(200))
+    );
     assert_eq!(tag(fast, "site_id"), Some("1"));
     assert_eq!(tag(fast, "app_pool"), Some("DefaultAppPool"));
     // Events 1 ms apart: RecvReq to FastSend is 4 ms.
     assert_eq!(fast.duration_ns(), 4_000_000);
 
     let resp = &txs[1];
-    assert_eq!((resp.method, resp.path.as_str(), resp.status), (Some(Method::Post), "/api/orders/42", Some(201)));
+    assert_eq!(
+        (resp.method, resp.path.as_str(), resp.status),
+        (Some(Method::Post), "/api/orders/42", Some(201))
+    );
     assert_eq!(tag(resp, "site_id"), Some("2"));
     assert_eq!(tag(resp, "app_pool"), Some("ApiPool"));
 
     let rej = &txs[2];
-    assert_eq!((rej.method, rej.path.as_str(), rej.status), (Some(Method::Get), "/busy", Some(503)));
+    assert_eq!(
+        (rej.method, rej.path.as_str(), rej.status),
+        (Some(Method::Get), "/busy", Some(503))
+    );
     assert_eq!(tag(rej, "app_pool"), Some("ApiPool"));
     assert_eq!(tag(rej, "site_id"), None);
 
     let fill = &txs[3];
-    assert_eq!((fill.path.as_str(), fill.status), ("/static/app.js", Some(200)));
+    assert_eq!(
+        (fill.path.as_str(), fill.status),
+        ("/static/app.js", Some(200))
+    );
     assert_eq!(tag(fill, "site_id"), Some("1"));
 
     let hit = &txs[4];
-    assert_eq!((hit.method, hit.path.as_str(), hit.status), (Some(Method::Get), "/static/app.js", Some(200)));
-    assert_eq!(hit.response_bytes, 5120, "body size from the cache entry (25)");
+    assert_eq!(
+        (hit.method, hit.path.as_str(), hit.status),
+        (Some(Method::Get), "/static/app.js", Some(200))
+    );
+    assert_eq!(
+        hit.response_bytes, 5120,
+        "body size from the cache entry (25)"
+    );
     assert_eq!(tag(hit, "site_id"), Some("1"), "site from 16");
-    assert_eq!(tag(hit, "app_pool"), Some("DefaultAppPool"), "pool of the request that filled the entry");
+    assert_eq!(
+        tag(hit, "app_pool"),
+        Some("DefaultAppPool"),
+        "pool of the request that filled the entry"
+    );
 }
 
 #[test]
@@ -75,9 +108,15 @@ fn every_flow_gives_one_transaction_ipv4() {
     all_flows(&mut s, CLIENT4, SERVER4);
     let (txs, c) = run(&s.evs);
     check_all_flows(&txs, CLIENT4, SERVER4);
-    assert_eq!((c.requests, c.transactions, c.served_from_cache, c.rejected), (5, 5, 1, 1));
+    assert_eq!(
+        (c.requests, c.transactions, c.served_from_cache, c.rejected),
+        (5, 5, 1, 1)
+    );
     assert_eq!((c.undecodable, c.duplicates, c.unknown_request), (0, 0, 0));
-    assert_eq!((c.cache_added, c.cache_misses, c.ended_by_cleanup), (1, 0, 0));
+    assert_eq!(
+        (c.cache_added, c.cache_misses, c.ended_by_cleanup),
+        (1, 0, 0)
+    );
 }
 
 #[test]
@@ -123,12 +162,18 @@ fn cache_not_modified_and_version_1_events() {
     let (txs, cnt) = run(&s.evs);
     assert_eq!(txs.len(), 3);
     assert_eq!((txs[0].status, txs[0].response_bytes), (Some(304), 0));
-    assert_eq!((txs[1].method, txs[1].status, txs[1].response_bytes), (Some(Method::Head), Some(200), 900));
+    assert_eq!(
+        (txs[1].method, txs[1].status, txs[1].response_bytes),
+        (Some(Method::Head), Some(200), 900)
+    );
     assert_eq!(tag(&txs[1], "site_id"), Some("3"));
     // After 27 FlushedCache the entry is gone: the status is unknown and counted.
     assert_eq!(txs[2].status, None);
     assert!(txs[2].incomplete);
-    assert_eq!((cnt.cache_flushed, cnt.cache_misses, cnt.served_from_cache), (1, 1, 3));
+    assert_eq!(
+        (cnt.cache_flushed, cnt.cache_misses, cnt.served_from_cache),
+        (1, 1, 3)
+    );
 }
 
 #[test]
@@ -149,7 +194,14 @@ fn conn_close_before_last_send_still_completes() {
     assert_eq!(txs[0].client, Some(CLIENT4.parse().unwrap()));
     assert_eq!(txs[0].status, Some(200));
     assert!(!txs[0].incomplete);
-    assert_eq!((cnt.connection_closes, cnt.connection_cleanups, cnt.ended_by_cleanup), (1, 1, 0));
+    assert_eq!(
+        (
+            cnt.connection_closes,
+            cnt.connection_cleanups,
+            cnt.ended_by_cleanup
+        ),
+        (1, 1, 0)
+    );
 }
 
 #[test]
@@ -184,18 +236,30 @@ fn missing_events_degrade_and_are_counted() {
     s.flow_fast(conn_id(1), req_id(1), CLIENT4, "http://localhost:80/x");
     let (txs, cnt) = run(&s.evs);
     assert_eq!(txs.len(), 1);
-    assert_eq!((txs[0].client, txs[0].server), (Some(CLIENT4.parse().unwrap()), None));
+    assert_eq!(
+        (txs[0].client, txs[0].server),
+        (Some(CLIENT4.parse().unwrap()), None)
+    );
     assert_eq!(cnt.unknown_connection, 1);
 
     // No Parse: the URL comes from Deliver.
     let mut s = Scenario::default();
     s.connect(conn_id(1), SERVER4, CLIENT4);
-    s.flow_fast(conn_id(1), req_id(1), CLIENT4, "http://localhost:80/from-deliver?q");
+    s.flow_fast(
+        conn_id(1),
+        req_id(1),
+        CLIENT4,
+        "http://localhost:80/from-deliver?q",
+    );
     s.evs.retain(|e| e.id != 2);
     let (txs, _) = run(&s.evs);
     assert_eq!(txs.len(), 1);
     assert_eq!(txs[0].path, "/from-deliver");
-    assert_eq!(txs[0].method, Some(Method::Get), "the verb from FastResp's text");
+    assert_eq!(
+        txs[0].method,
+        Some(Method::Get),
+        "the verb from FastResp's text"
+    );
 
     // No RecvReq: nothing ties the request to a connection; it is dropped at the end.
     let mut s = Scenario::default();
@@ -255,7 +319,10 @@ fn reordered_events_within_a_request() {
     assert_eq!(ids, vec![21, 2, 3, 1, 8, 12, 10, 1, 2, 3, 4]);
     let (txs, cnt) = run(&evs);
     assert_eq!(txs.len(), 2, "{txs:#?}");
-    assert_eq!((txs[0].path.as_str(), txs[0].status, txs[0].client), ("/r1", Some(200), Some(CLIENT4.parse().unwrap())));
+    assert_eq!(
+        (txs[0].path.as_str(), txs[0].status, txs[0].client),
+        ("/r1", Some(200), Some(CLIENT4.parse().unwrap()))
+    );
     assert_eq!(tag(&txs[0], "app_pool"), Some("DefaultAppPool"));
     assert_eq!((txs[1].path.as_str(), txs[1].status), ("/r2", Some(404)));
     assert_eq!(txs[1].method, Some(Method::Post));
@@ -292,7 +359,13 @@ fn truncated_user_data_is_counted_without_panic() {
                 &mut out,
             );
             let counted = c.counters().undecodable - before;
-            assert_eq!(counted, 1, "event {} cut to {n} of {} bytes was not counted", e.id, full.len());
+            assert_eq!(
+                counted,
+                1,
+                "event {} cut to {n} of {} bytes was not counted",
+                e.id,
+                full.len()
+            );
             let stats = c.take_stats();
             assert!(stats.undecodable >= 1);
             truncated_events += 1;
@@ -307,7 +380,9 @@ fn garbage_user_data_never_panics() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut c = Correlator::new(Config::default());
     let mut out = Vec::new();
-    let ids = [1u16, 2, 3, 4, 8, 10, 11, 12, 13, 14, 16, 17, 21, 23, 24, 25, 27, 34, 64, 99];
+    let ids = [
+        1u16, 2, 3, 4, 8, 10, 11, 12, 13, 14, 16, 17, 21, 23, 24, 25, 27, 34, 64, 99,
+    ];
     for i in 0..20_000u64 {
         let mut data = vec![0u8; (i % 97) as usize];
         for b in data.iter_mut() {
@@ -332,7 +407,12 @@ fn garbage_user_data_never_panics() {
 
 #[test]
 fn maps_are_bounded_by_count() {
-    let config = Config { max_connections: 64, max_requests: 128, max_cache_entries: 16, ..Config::default() };
+    let config = Config {
+        max_connections: 64,
+        max_requests: 128,
+        max_cache_entries: 16,
+        ..Config::default()
+    };
     let mut c = Correlator::new(config);
     let mut out = Vec::new();
     let mut s = Scenario::default();
@@ -345,7 +425,10 @@ fn maps_are_bounded_by_count() {
         for e in s.evs.drain(..) {
             e.feed(&mut c, &mut out);
             let (conns, reqs, cache) = c.sizes();
-            assert!(conns <= 64 && reqs <= 128 && cache <= 16, "{conns} {reqs} {cache}");
+            assert!(
+                conns <= 64 && reqs <= 128 && cache <= 16,
+                "{conns} {reqs} {cache}"
+            );
         }
     }
     let cnt = *c.counters();
@@ -354,7 +437,10 @@ fn maps_are_bounded_by_count() {
     assert!(cnt.evicted_requests >= 5_000 - 128);
     assert!(cnt.evicted_cache_entries >= 5_000 - 16);
     let stats = c.take_stats();
-    assert_eq!(stats.dropped.total(), cnt.evicted_requests + cnt.evicted_cache_entries);
+    assert_eq!(
+        stats.dropped.total(),
+        cnt.evicted_requests + cnt.evicted_cache_entries
+    );
 }
 
 #[test]
@@ -370,12 +456,22 @@ fn maps_are_bounded_by_age() {
     }
     assert_eq!(c.sizes(), (1, 1, 1));
     // Two hours later, one unrelated event triggers the sweep.
-    let mut late = Scenario { evs: Vec::new(), t: s.t + 7_200 * 10_000_000 };
+    let mut late = Scenario {
+        evs: Vec::new(),
+        t: s.t + 7_200 * 10_000_000,
+    };
     late.tls(conn_id(99));
     late.evs[0].feed(&mut c, &mut out);
     assert_eq!(c.sizes(), (0, 0, 0));
     let cnt = c.counters();
-    assert_eq!((cnt.expired_connections, cnt.expired_requests, cnt.expired_cache_entries), (1, 1, 1));
+    assert_eq!(
+        (
+            cnt.expired_connections,
+            cnt.expired_requests,
+            cnt.expired_cache_entries
+        ),
+        (1, 1, 1)
+    );
 }
 
 /// One million requests through the correlator, 10% of which never end, with many
@@ -384,7 +480,11 @@ fn maps_are_bounded_by_age() {
 #[test]
 fn one_million_requests_in_bounded_memory() {
     const N: u32 = 1_000_000;
-    let config = Config { max_connections: 4_096, max_requests: 8_192, ..Config::default() };
+    let config = Config {
+        max_connections: 4_096,
+        max_requests: 8_192,
+        ..Config::default()
+    };
     let mut c = Correlator::new(config);
     let mut out = Vec::with_capacity(1024);
     let mut emitted = 0u64;
@@ -422,14 +522,24 @@ fn one_million_requests_in_bounded_memory() {
         out.clear();
         if i % 4096 == 0 {
             let z = c.sizes();
-            max_sizes = (max_sizes.0.max(z.0), max_sizes.1.max(z.1), max_sizes.2.max(z.2));
+            max_sizes = (
+                max_sizes.0.max(z.0),
+                max_sizes.1.max(z.1),
+                max_sizes.2.max(z.2),
+            );
         }
     }
     let cnt = *c.counters();
     assert_eq!(emitted, u64::from(N) / 10 * 9);
     assert_eq!(cnt.transactions, emitted);
-    assert!(max_sizes.0 <= 4_096 && max_sizes.1 <= 8_192, "{max_sizes:?}");
+    assert!(
+        max_sizes.0 <= 4_096 && max_sizes.1 <= 8_192,
+        "{max_sizes:?}"
+    );
     // The unfinished tenth is dropped by the count cap or by age, and counted.
     let open = c.finish();
-    assert_eq!(cnt.evicted_requests + cnt.expired_requests + open, u64::from(N) / 10);
+    assert_eq!(
+        cnt.evicted_requests + cnt.expired_requests + open,
+        u64::from(N) / 10
+    );
 }

@@ -326,20 +326,19 @@ impl Correlator {
                 self.try_complete(id, out);
             }
             Event::Deliver(v) => {
-                let mut pool = String::new();
+                let mut pool = std::mem::take(&mut self.scratch);
+                pool.clear();
                 wire::utf16_to_string(v.request_queue_utf16(), &mut pool);
-                let no_url = self.requests.get(&id).is_some_and(|r| r.url.is_empty());
-                let mut url = String::new();
-                if no_url {
-                    wire::utf16_to_string(v.url_utf16(), &mut url);
-                }
                 if let Some(r) = self.request(id, ts, SEEN_DELIVER) {
                     r.site_id = Some(v.site_id());
-                    r.app_pool = Some(pool.into_boxed_str());
+                    if r.app_pool.as_deref() != Some(pool.as_str()) {
+                        r.app_pool = Some(pool.as_str().into());
+                    }
                     if r.url.is_empty() {
-                        r.url = url;
+                        wire::utf16_to_string(v.url_utf16(), &mut r.url);
                     }
                 }
+                self.scratch = pool;
             }
             Event::Response { view, .. } => {
                 if let Some(r) = self.request(id, ts, SEEN_RESPONSE) {
@@ -405,12 +404,21 @@ impl Correlator {
         }
         self.conns.insert(
             id,
-            Conn { local, remote, last: ts, closed: false, tls: false, pending: Vec::new() },
+            Conn {
+                local,
+                remote,
+                last: ts,
+                closed: false,
+                tls: false,
+                pending: Vec::new(),
+            },
         );
     }
 
     fn on_cleanup(&mut self, id: Guid, ts: u64, out: &mut Vec<Transaction>) {
-        let Some(conn) = self.conns.remove(&id) else { return };
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
         for req_id in conn.pending {
             if let Some(mut r) = self.requests.remove(&req_id) {
                 if r.seen & SEEN_RECV == 0 {
@@ -445,12 +453,18 @@ impl Correlator {
                 (None, remote)
             }
         };
-        if self.requests.get(&req_id).is_some_and(|r| r.seen & SEEN_RECV != 0) {
+        if self
+            .requests
+            .get(&req_id)
+            .is_some_and(|r| r.seen & SEEN_RECV != 0)
+        {
             self.counters.duplicates += 1;
             return;
         }
         self.counters.requests += 1;
-        let Some(r) = self.request_entry(req_id, ts) else { return };
+        let Some(r) = self.request_entry(req_id, ts) else {
+            return;
+        };
         if r.seen == 0 {
             r.start = ts;
         }
@@ -470,7 +484,9 @@ impl Correlator {
         site_id: u32,
         out: &mut Vec<Transaction>,
     ) {
-        let Some(r) = self.request(id, ts, SEEN_CACHE_SEND) else { return };
+        let Some(r) = self.request(id, ts, SEEN_CACHE_SEND) else {
+            return;
+        };
         r.site_id = r.site_id.or(Some(site_id));
         r.from_cache = true;
         if r.seen & SEEN_RESPONSE != 0 {
@@ -506,30 +522,33 @@ impl Correlator {
         }
         self.cache.insert(
             uri,
-            CacheLine { status, content_length, added: ts, site_id: None, app_pool: None },
+            CacheLine {
+                status,
+                content_length,
+                added: ts,
+                site_id: None,
+                app_pool: None,
+            },
         );
     }
 
     /// The entry of request `id`, created if needed (events may come before RecvReq), marked
     /// with `flag`; `None` (and counted) for a duplicate event.
     fn request(&mut self, id: Guid, ts: u64, flag: u16) -> Option<&mut Request> {
-        let dup = match self.requests.get(&id) {
-            Some(r) => r.seen & flag != 0,
-            None => false,
-        };
-        if dup {
-            self.counters.duplicates += 1;
-            return None;
+        if self.requests.contains_key(&id) {
+            let r = self.requests.get_mut(&id)?;
+            if r.seen & flag != 0 {
+                self.counters.duplicates += 1;
+                return None;
+            }
+            r.seen |= flag;
+            return Some(r);
         }
-        if !self.requests.contains_key(&id) {
-            // An event of a request whose RecvReq was not seen (yet): keep it for a while,
-            // RecvReq may still come (reordering); otherwise it expires and is counted.
-            self.counters.unknown_request += 1;
-        }
+        // An event of a request whose RecvReq was not seen (yet): keep it for a while, RecvReq
+        // may still come (reordering); otherwise it expires and is counted.
+        self.counters.unknown_request += 1;
         let r = self.request_entry(id, ts)?;
-        if r.seen == 0 {
-            r.start = ts;
-        }
+        r.start = ts;
         r.seen |= flag;
         Some(r)
     }
@@ -543,21 +562,24 @@ impl Correlator {
                 self.stats.dropped.add(DropReason::ConnectionLimit, n);
             }
         }
-        Some(self.requests.entry(id).or_insert_with(|| Request { start: ts, ..Request::default() }))
+        Some(self.requests.entry(id).or_insert_with(|| Request {
+            start: ts,
+            ..Request::default()
+        }))
     }
 
     /// Emits request `id` if its end, its RecvReq and its URL have all been seen.
     fn try_complete(&mut self, id: Guid, out: &mut Vec<Transaction>) {
         let ready = match self.requests.get(&id) {
-            Some(r) => {
-                r.seen & SEEN_DONE != 0 && r.seen & SEEN_RECV != 0 && !r.url.is_empty()
-            }
+            Some(r) => r.seen & SEEN_DONE != 0 && r.seen & SEEN_RECV != 0 && !r.url.is_empty(),
             None => false,
         };
         if !ready {
             return;
         }
-        let Some(mut r) = self.requests.remove(&id) else { return };
+        let Some(mut r) = self.requests.remove(&id) else {
+            return;
+        };
         let conn = match self.conns.get_mut(&r.conn) {
             Some(c) => {
                 if let Some(i) = c.pending.iter().position(|p| *p == id) {
@@ -591,7 +613,12 @@ impl Correlator {
         self.emit(r, conn, out);
     }
 
-    fn emit(&mut self, r: Request, conn: Option<(SocketAddr, SocketAddr)>, out: &mut Vec<Transaction>) {
+    fn emit(
+        &mut self,
+        r: Request,
+        conn: Option<(SocketAddr, SocketAddr)>,
+        out: &mut Vec<Transaction>,
+    ) {
         if r.rejected {
             self.counters.rejected += 1;
         }
@@ -657,14 +684,18 @@ impl Correlator {
     pub fn sweep(&mut self) {
         self.last_sweep = self.now;
         let now = self.now;
-        let (ci, ra, ca) =
-            (self.config.connection_idle, self.config.request_max_age, self.config.cache_max_age);
+        let (ci, ra, ca) = (
+            self.config.connection_idle,
+            self.config.request_max_age,
+            self.config.cache_max_age,
+        );
         let before = self.conns.len();
         self.conns.retain(|_, c| now.saturating_sub(c.last) < ci);
         let n = (before - self.conns.len()) as u64;
         self.counters.expired_connections += n;
         let before = self.requests.len();
-        self.requests.retain(|_, r| now.saturating_sub(r.start) < ra);
+        self.requests
+            .retain(|_, r| now.saturating_sub(r.start) < ra);
         let n = (before - self.requests.len()) as u64;
         self.counters.expired_requests += n;
         self.stats.dropped.add(DropReason::Expired, n);

@@ -37,7 +37,10 @@ impl Guid {
     /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, with or without braces, any case.
     pub fn parse(s: &str) -> Option<Guid> {
         let s = s.trim();
-        let s = s.strip_prefix('{').and_then(|t| t.strip_suffix('}')).unwrap_or(s);
+        let s = s
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .unwrap_or(s);
         let b = s.as_bytes();
         if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
             return None;
@@ -90,7 +93,9 @@ mod tests {
     fn text_and_struct_forms_agree() {
         let g = Guid::parse("{80000002-0001-FB00-0000-000000000000}").unwrap();
         assert_eq!(g.to_string(), "80000002-0001-fb00-0000-000000000000");
-        let mem = [0x02, 0, 0, 0x80, 0x01, 0, 0x00, 0xfb, 0, 0, 0, 0, 0, 0, 0, 0];
+        let mem = [
+            0x02, 0, 0, 0x80, 0x01, 0, 0x00, 0xfb, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
         assert_eq!(Guid::from_le_bytes(mem), g);
         assert_eq!(Guid::parse("80000002-0001-fb00-0000-00000000000"), None);
         assert_eq!(Guid::parse("80000002x0001-fb00-0000-000000000000"), None);

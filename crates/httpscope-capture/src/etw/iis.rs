@@ -128,8 +128,14 @@ impl IisConfig {
                     }
                 }
                 (Some(b"sites"), b"site") => {
-                    let id = attr(&e, b"id").and_then(|v| v.trim().parse().ok()).unwrap_or(0);
-                    let s = Site { id, name: attr(&e, b"name").unwrap_or_default(), ..Site::default() };
+                    let id = attr(&e, b"id")
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    let s = Site {
+                        id,
+                        name: attr(&e, b"name").unwrap_or_default(),
+                        ..Site::default()
+                    };
                     if empty {
                         cfg.sites.insert(s.id, s);
                     } else {
@@ -144,7 +150,8 @@ impl IisConfig {
                 }
                 (Some(b"site"), b"application") => {
                     if let Some(s) = site.as_mut() {
-                        let pool = attr(&e, b"applicationPool").or_else(|| site_default_pool.clone());
+                        let pool =
+                            attr(&e, b"applicationPool").or_else(|| site_default_pool.clone());
                         if pool.is_none() {
                             pending_default.push((s.id, s.applications.len()));
                         }
@@ -169,7 +176,11 @@ impl IisConfig {
             }
         }
         for (id, i) in pending_default {
-            if let Some(app) = cfg.sites.get_mut(&id).and_then(|s| s.applications.get_mut(i)) {
+            if let Some(app) = cfg
+                .sites
+                .get_mut(&id)
+                .and_then(|s| s.applications.get_mut(i))
+            {
                 app.app_pool = sites_default_pool.clone();
             }
         }
@@ -178,8 +189,10 @@ impl IisConfig {
 
     /// Reads and parses a file.
     pub fn load(path: &Path) -> Result<IisConfig, IisConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| IisConfigError::Io { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| IisConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         IisConfig::parse(&text)
     }
 

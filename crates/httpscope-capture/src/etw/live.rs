@@ -58,10 +58,13 @@ fn guid(g: ferrisetw::GUID) -> Guid {
 }
 
 fn raw_event<'a>(record: &'a EventRecord) -> RawEvent<'a> {
-    let related = record.extended_data().iter().find_map(|e| match e.to_extended_data_item() {
-        ExtendedDataItem::RelatedActivityId(g) => Some(guid(g)),
-        _ => None,
-    });
+    let related = record
+        .extended_data()
+        .iter()
+        .find_map(|e| match e.to_extended_data_item() {
+            ExtendedDataItem::RelatedActivityId(g) => Some(guid(g)),
+            _ => None,
+        });
     RawEvent {
         event_id: record.event_id(),
         version: record.version(),
@@ -139,7 +142,11 @@ impl LiveTrace {
                 }
             }
         });
-        Ok(LiveTrace { trace: Some(trace), source, stop })
+        Ok(LiveTrace {
+            trace: Some(trace),
+            source,
+            stop,
+        })
     }
 
     /// Stops the session and drains what was completed into the channel.
@@ -162,16 +169,23 @@ impl Drop for LiveTrace {
 
 /// Reads a binary `.etl` trace file through the same correlator (Windows only; untested).
 pub fn read_etl(path: &Path, tx: BatchSender, config: Config) -> Result<(), LiveError> {
-    let source = Arc::new(Mutex::new(EtwSource::new(config, tx, Delivery::Replay(1024))));
+    let source = Arc::new(Mutex::new(EtwSource::new(
+        config,
+        tx,
+        Delivery::Replay(1024),
+    )));
     let cb_source = source.clone();
-    let (trace, handle) = FileTrace::new(path.to_owned(), move |record: &EventRecord, _: &SchemaLocator| {
-        if record.provider_id() != ferrisetw::GUID::from(wire::PROVIDER_GUID) {
-            return;
-        }
-        if let Ok(mut s) = cb_source.lock() {
-            let _ = s.on_event(&raw_event(record));
-        }
-    })
+    let (trace, handle) = FileTrace::new(
+        path.to_owned(),
+        move |record: &EventRecord, _: &SchemaLocator| {
+            if record.provider_id() != ferrisetw::GUID::from(wire::PROVIDER_GUID) {
+                return;
+            }
+            if let Ok(mut s) = cb_source.lock() {
+                let _ = s.on_event(&raw_event(record));
+            }
+        },
+    )
     .start()
     .map_err(|e| LiveError::Start(format!("{e:?}")))?;
     let result = FileTrace::process_from_handle(handle);

@@ -82,7 +82,12 @@ pub struct EtwSource {
 impl EtwSource {
     /// A source sending to `tx`.
     pub fn new(config: Config, tx: BatchSender, delivery: Delivery) -> Self {
-        EtwSource { correlator: Correlator::new(config), tx, batch: Batch::new(Source::Etw), delivery }
+        EtwSource {
+            correlator: Correlator::new(config),
+            tx,
+            batch: Batch::new(Source::Etw),
+            delivery,
+        }
     }
 
     /// The correlator.

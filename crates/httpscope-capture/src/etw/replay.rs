@@ -100,12 +100,19 @@ pub struct ReadOptions {
 
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { iis_config: None, correlator: Config::default(), batch_size: 1024 }
+        ReadOptions {
+            iis_config: None,
+            correlator: Config::default(),
+            batch_size: 1024,
+        }
     }
 }
 
 fn skip_ws(b: &[u8]) -> &[u8] {
-    let n = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
+    let n = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
     &b[n..]
 }
 
@@ -118,11 +125,20 @@ pub fn detect_format(head: &[u8]) -> Option<Format> {
         let body = head.strip_prefix(&[0xff, 0xfe]).unwrap_or(head);
         let ascii: Vec<u8> = body
             .chunks_exact(2)
-            .map(|c| if c[1] == 0 && c[0].is_ascii() { c[0] } else { b'?' })
+            .map(|c| {
+                if c[1] == 0 && c[0].is_ascii() {
+                    c[0]
+                } else {
+                    b'?'
+                }
+            })
             .collect();
         (Cow::Owned(ascii), true)
     } else {
-        (Cow::Borrowed(head.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(head)), false)
+        (
+            Cow::Borrowed(head.strip_prefix(&[0xef, 0xbb, 0xbf]).unwrap_or(head)),
+            false,
+        )
     };
     let t = skip_ws(&text);
     let contains = |needle: &[u8]| t.windows(needle.len()).any(|w| w == needle);
@@ -137,7 +153,11 @@ pub fn detect_format(head: &[u8]) -> Option<Format> {
             let ok = contains(b"<Event")
                 && (contains(b"schemas.microsoft.com/win/2004/08/events/event")
                     || contains(b"<System>"));
-            ok.then_some(if utf16 { Format::EventXmlUtf16 } else { Format::EventXml })
+            ok.then_some(if utf16 {
+                Format::EventXmlUtf16
+            } else {
+                Format::EventXml
+            })
         }
         _ => None,
     }
@@ -161,7 +181,10 @@ pub fn read_file_with(
     tx: &BatchSender,
     options: &ReadOptions,
 ) -> Result<EtwReport, EtwError> {
-    let io = |source| EtwError::Io { path: path.to_owned(), source };
+    let io = |source| EtwError::Io {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = File::open(path).map_err(io)?;
     let mut head = vec![0u8; 4096];
     let mut n = 0;
@@ -173,16 +196,20 @@ pub fn read_file_with(
         n += k;
     }
     head.truncate(n);
-    let format =
-        detect_format(&head).ok_or_else(|| EtwError::UnknownFormat { path: path.to_owned() })?;
+    let format = detect_format(&head).ok_or_else(|| EtwError::UnknownFormat {
+        path: path.to_owned(),
+    })?;
     let input = std::io::Cursor::new(head).chain(file);
 
     let iis = match &options.iis_config {
         Some(p) => Some(IisConfig::load(p)?),
         None => None,
     };
-    let mut source =
-        EtwSource::new(options.correlator.clone(), tx.clone(), Delivery::Replay(options.batch_size));
+    let mut source = EtwSource::new(
+        options.correlator.clone(),
+        tx.clone(),
+        Delivery::Replay(options.batch_size),
+    );
     source.correlator_mut().set_iis_config(iis);
     let mut report = EtwReport {
         format,
@@ -194,13 +221,18 @@ pub fn read_file_with(
         unfinished_requests: 0,
     };
     match format {
-        Format::JsonLines => {
-            replay_json(BufReader::with_capacity(1 << 16, input), &mut source, &mut report)
-                .map_err(|e| match e {
-                    ReplayError::Io(source) => EtwError::Io { path: path.to_owned(), source },
-                    ReplayError::Disconnected => EtwError::Disconnected,
-                })?
-        }
+        Format::JsonLines => replay_json(
+            BufReader::with_capacity(1 << 16, input),
+            &mut source,
+            &mut report,
+        )
+        .map_err(|e| match e {
+            ReplayError::Io(source) => EtwError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            ReplayError::Disconnected => EtwError::Disconnected,
+        })?,
         Format::EventXml | Format::EventXmlUtf16 => {
             let reader: Box<dyn BufRead> = if format == Format::EventXmlUtf16 {
                 let mut r = BufReader::new(Utf16LeToUtf8::new(input));
@@ -214,9 +246,11 @@ pub fn read_file_with(
             };
             replay_xml(reader, &mut source, &mut report).map_err(|e| match e {
                 XmlReplayError::Disconnected => EtwError::Disconnected,
-                XmlReplayError::Xml(position, message) => {
-                    EtwError::Xml { path: path.to_owned(), position, message }
-                }
+                XmlReplayError::Xml(position, message) => EtwError::Xml {
+                    path: path.to_owned(),
+                    position,
+                    message,
+                },
             })?;
         }
     }
@@ -292,7 +326,10 @@ fn replay_json(
             continue;
         }
         report.records += 1;
-        let parsed: Option<(u16, u8, u64, Guid, Option<Guid>)> = match serde_json::from_slice::<Line<'_>>(&line) {
+        let parsed: Option<(u16, u8, u64, Guid, Option<Guid>)> = match serde_json::from_slice::<
+            Line<'_>,
+        >(&line)
+        {
             Ok(l) => {
                 if let Some(p) = &l.provider {
                     if Guid::parse(p) != Some(provider) {
@@ -309,8 +346,8 @@ fn replay_json(
                     Some(a) => Guid::parse(a).map(Some),
                     None => Some(None),
                 };
-                let decoded =
-                    base64::engine::general_purpose::STANDARD.decode_vec(l.user_data.as_bytes(), &mut data);
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode_vec(l.user_data.as_bytes(), &mut data);
                 match (activity, related, decoded) {
                     (Some(a), Some(r), Ok(())) => Some((l.event_id, l.version, l.timestamp, a, r)),
                     _ => None,
@@ -331,7 +368,9 @@ fn replay_json(
             related_activity_id,
             user_data: &data,
         };
-        source.on_event(&ev).map_err(|_| ReplayError::Disconnected)?;
+        source
+            .on_event(&ev)
+            .map_err(|_| ReplayError::Disconnected)?;
     }
 }
 
@@ -368,7 +407,9 @@ fn replay_xml(
                 related_activity_id: rec.related_activity_id,
                 user_data: &[],
             };
-            source.on_event(&ev).map_err(|_| XmlReplayError::Disconnected)?;
+            source
+                .on_event(&ev)
+                .map_err(|_| XmlReplayError::Disconnected)?;
             continue;
         }
         if rec.user_data(&mut data).is_none() {
@@ -384,7 +425,9 @@ fn replay_xml(
             related_activity_id: rec.related_activity_id,
             user_data: &data,
         };
-        source.on_event(&ev).map_err(|_| XmlReplayError::Disconnected)?;
+        source
+            .on_event(&ev)
+            .map_err(|_| XmlReplayError::Disconnected)?;
     }
     if let Some((pos, msg)) = events.error.take() {
         return Err(XmlReplayError::Xml(pos, msg));
@@ -398,7 +441,8 @@ mod tests {
 
     #[test]
     fn detects_formats_from_content() {
-        let json = br#"{"provider":"dd5ef90a-6398-47a4-ad34-4dcecdef795f","event_id":21,"version":0}"#;
+        let json =
+            br#"{"provider":"dd5ef90a-6398-47a4-ad34-4dcecdef795f","event_id":21,"version":0}"#;
         assert_eq!(detect_format(json), Some(Format::JsonLines));
         let xml = b"<?xml version=\"1.0\"?>\r\n<Events>\r\n<Event xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\"><System>";
         assert_eq!(detect_format(xml), Some(Format::EventXml));
@@ -407,7 +451,9 @@ mod tests {
             utf16.extend_from_slice(&u.to_le_bytes());
         }
         assert_eq!(detect_format(&utf16), Some(Format::EventXmlUtf16));
-        assert!(!detect(b"<?xml version=\"1.0\"?><configuration><system.applicationHost>"));
+        assert!(!detect(
+            b"<?xml version=\"1.0\"?><configuration><system.applicationHost>"
+        ));
         assert!(!detect(b"{\"time\":\"2026\",\"method\":\"GET\"}"));
         assert!(!detect(b"\xd4\xc3\xb2\xa1pcap"));
         assert!(!detect(b""));

@@ -203,7 +203,9 @@ fn sockaddr_at(b: &[u8], at: usize) -> SocketAddr {
 
 /// Decodes UTF-16LE code units into `out` (unpaired surrogates become U+FFFD).
 pub fn utf16_to_string(units: &[u8], out: &mut String) {
-    let iter = units.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]]));
+    let iter = units
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]));
     out.extend(char::decode_utf16(iter).map(|r| r.unwrap_or(char::REPLACEMENT_CHARACTER)));
 }
 
@@ -220,7 +222,11 @@ pub fn url_path(url: &str, keep_query: bool) -> &str {
     } else {
         url
     };
-    let cut = if keep_query { rest.find('#') } else { rest.find(['?', '#']) };
+    let cut = if keep_query {
+        rest.find('#')
+    } else {
+        rest.find(['?', '#'])
+    };
     let path = &rest[..cut.unwrap_or(rest.len())];
     if path.is_empty() {
         "/"
@@ -274,7 +280,10 @@ impl<T: AsRef<[u8]>> ConnConnect<T> {
         need(b, rl_at, 4)?;
         let remote_len = u32_at(b, rl_at) as usize;
         check_sockaddr(b, rl_at + 4, remote_len)?;
-        Ok(ConnConnect { buffer, remote_at: rl_at + 4 })
+        Ok(ConnConnect {
+            buffer,
+            remote_at: rl_at + 4,
+        })
     }
     /// The kernel's connection object pointer.
     pub fn connection_obj(&self) -> u64 {
@@ -302,12 +311,18 @@ impl<T: AsRef<[u8]>> ConnObj<T> {
     /// Validates a ConnCleanup / SslConnEvent (8 bytes).
     pub fn new_checked(buffer: T) -> Result<Self> {
         need(buffer.as_ref(), 0, 8)?;
-        Ok(ConnObj { buffer, has_abortive: false })
+        Ok(ConnObj {
+            buffer,
+            has_abortive: false,
+        })
     }
     /// Validates a ConnClose (12 bytes).
     pub fn new_checked_close(buffer: T) -> Result<Self> {
         need(buffer.as_ref(), 0, 12)?;
-        Ok(ConnObj { buffer, has_abortive: true })
+        Ok(ConnObj {
+            buffer,
+            has_abortive: true,
+        })
     }
     /// The kernel's connection object pointer.
     pub fn connection_obj(&self) -> u64 {
@@ -340,7 +355,10 @@ impl<T: AsRef<[u8]>> RecvReq<T> {
             let l32 = u32_at(b, 16) as usize;
             if ok_len(l32) && b.len() == 20 + l32 {
                 check_sockaddr(b, 20, l32)?;
-                return Ok(RecvReq { buffer, addr_at: 20 });
+                return Ok(RecvReq {
+                    buffer,
+                    addr_at: 20,
+                });
             }
         }
         let l16 = u16_at(b, 16) as usize;
@@ -348,7 +366,10 @@ impl<T: AsRef<[u8]>> RecvReq<T> {
             return Err(DecodeError::BadAddressLength);
         }
         check_sockaddr(b, 18, l16)?;
-        Ok(RecvReq { buffer, addr_at: 18 })
+        Ok(RecvReq {
+            buffer,
+            addr_at: 18,
+        })
     }
     /// HTTP.sys's request id.
     pub fn request_id(&self) -> u64 {
@@ -382,7 +403,10 @@ impl<T: AsRef<[u8]>> Parse<T> {
         let b = buffer.as_ref();
         need(b, 0, 12)?;
         let (_, end, _) = utf16z(b, 12)?;
-        Ok(Parse { buffer, url_end: end })
+        Ok(Parse {
+            buffer,
+            url_end: end,
+        })
     }
     /// The kernel's request object pointer.
     pub fn request_obj(&self) -> u64 {
@@ -417,7 +441,13 @@ impl<T: AsRef<[u8]>> Deliver<T> {
         let (_, queue_end, url_at) = utf16z(b, 20)?;
         let (_, url_end, status_at) = utf16z(b, url_at)?;
         need(b, status_at, 4)?;
-        Ok(Deliver { buffer, queue_end, url_at, url_end, status_at })
+        Ok(Deliver {
+            buffer,
+            queue_end,
+            url_at,
+            url_end,
+            status_at,
+        })
     }
     /// HTTP.sys's request id.
     pub fn request_id(&self) -> u64 {
@@ -458,7 +488,11 @@ impl<T: AsRef<[u8]>> Response<T> {
         need(b, 0, 18)?;
         let (_, verb_end, tail_at) = ansiz(b, 18)?;
         need(b, tail_at, 10)?;
-        Ok(Response { buffer, verb_end, tail_at })
+        Ok(Response {
+            buffer,
+            verb_end,
+            tail_at,
+        })
     }
     /// HTTP.sys's request id.
     pub fn request_id(&self) -> u64 {
@@ -582,7 +616,13 @@ impl<T: AsRef<[u8]>> CacheEntry<T> {
         if version == 1 {
             ansiz(b, tail_at + 16)?;
         }
-        Ok(CacheEntry { buffer, uri_end, status_at, verb_end, tail_at })
+        Ok(CacheEntry {
+            buffer,
+            uri_end,
+            status_at,
+            verb_end,
+            tail_at,
+        })
     }
     /// The cached URL, UTF-16LE.
     pub fn uri_utf16(&self) -> &[u8] {
@@ -627,7 +667,12 @@ impl<T: AsRef<[u8]>> RequestRejected<T> {
         need(b, 0, 8)?;
         let (_, reason_end, queue_at) = ansiz(b, 8)?;
         let (_, queue_end, _) = utf16z(b, queue_at)?;
-        Ok(RequestRejected { buffer, reason_end, queue_at, queue_end })
+        Ok(RequestRejected {
+            buffer,
+            reason_end,
+            queue_at,
+            queue_end,
+        })
     }
     /// HTTP.sys's request id.
     pub fn request_id(&self) -> u64 {
@@ -720,9 +765,10 @@ pub fn decode(id: u16, version: u8, data: &[u8]) -> Result<Event<'_>> {
         RECV_REQ => Event::RecvReq(RecvReq::new_checked(data)?),
         PARSE => Event::Parse(Parse::new_checked(data)?),
         DELIVER => Event::Deliver(Deliver::new_checked(data)?),
-        RECV_RESP | FAST_RESP => {
-            Event::Response { fast: id == FAST_RESP, view: Response::new_checked(data)? }
-        }
+        RECV_RESP | FAST_RESP => Event::Response {
+            fast: id == FAST_RESP,
+            view: Response::new_checked(data)?,
+        },
         SEND_COMPLETE..=LAST_SND_ERROR => {
             let kind = match id {
                 SEND_COMPLETE => SendKind::SendComplete,
@@ -731,18 +777,23 @@ pub fn decode(id: u16, version: u8, data: &[u8]) -> Result<Event<'_>> {
                 ZERO_SEND => SendKind::ZeroSend,
                 _ => SendKind::LastSndError,
             };
-            Event::Send { kind, view: SendComplete::new_checked(data)? }
+            Event::Send {
+                kind,
+                view: SendComplete::new_checked(data)?,
+            }
         }
         SRVD_FRM_CACHE | CACHED_NOT_MODIFIED => Event::ServedFromCache {
             not_modified: id == CACHED_NOT_MODIFIED,
             view: ServedFromCache::new_checked(data, version)?,
         },
-        ADDED_CACHE_ENTRY => {
-            Event::CacheEntry { flushed: false, view: CacheEntry::new_checked(data, version)? }
-        }
-        FLUSHED_CACHE => {
-            Event::CacheEntry { flushed: true, view: CacheEntry::new_checked(data, 0)? }
-        }
+        ADDED_CACHE_ENTRY => Event::CacheEntry {
+            flushed: false,
+            view: CacheEntry::new_checked(data, version)?,
+        },
+        FLUSHED_CACHE => Event::CacheEntry {
+            flushed: true,
+            view: CacheEntry::new_checked(data, 0)?,
+        },
         REQUEST_REJECTED => Event::RequestRejected(RequestRejected::new_checked(data)?),
         other => Event::Other(other),
     })
@@ -875,8 +926,11 @@ pub fn template(id: u16, version: u8) -> Option<&'static [(&'static str, FieldTy
         ("ExpirationTime", U64),
         ("Encoding", Ansi),
     ];
-    const REJECTED_T: &[(&str, FieldType)] =
-        &[("RequestId", U64), ("Reason", Ansi), ("RequestQueueName", Unicode)];
+    const REJECTED_T: &[(&str, FieldType)] = &[
+        ("RequestId", U64),
+        ("Reason", Ansi),
+        ("RequestQueueName", Unicode),
+    ];
     Some(match (id, version) {
         (RECV_REQ, _) => RECV_REQ_T,
         (PARSE, _) => PARSE_T,
@@ -917,14 +971,23 @@ mod tests {
         assert_eq!(v.remote(), "10.0.0.2:50000".parse().unwrap());
         assert_eq!(v.connection_obj(), 0xffff_fa80_0000_1000);
         for n in 0..b.len() {
-            assert_eq!(ConnConnect::new_checked(&b[..n]).unwrap_err(), DecodeError::Truncated);
+            assert_eq!(
+                ConnConnect::new_checked(&b[..n]).unwrap_err(),
+                DecodeError::Truncated
+            );
         }
         let mut bad = b.clone();
         bad[8] = 17;
-        assert_eq!(ConnConnect::new_checked(&bad[..]).unwrap_err(), DecodeError::BadAddressLength);
+        assert_eq!(
+            ConnConnect::new_checked(&bad[..]).unwrap_err(),
+            DecodeError::BadAddressLength
+        );
         let mut bad = b.clone();
         bad[12] = 23; // AF_INET6 with a 16-byte address
-        assert_eq!(ConnConnect::new_checked(&bad[..]).unwrap_err(), DecodeError::BadAddressFamily);
+        assert_eq!(
+            ConnConnect::new_checked(&bad[..]).unwrap_err(),
+            DecodeError::BadAddressFamily
+        );
     }
 
     #[test]
@@ -958,8 +1021,14 @@ mod tests {
         utf16_to_string(v.url_utf16(), &mut s);
         assert_eq!(url_path(&s, false), "/a");
         assert_eq!(http_verb(v.http_verb()), Some(Method::Get));
-        assert_eq!(Parse::new_checked(&p[..p.len() - 1]).unwrap_err(), DecodeError::Unterminated);
-        assert_eq!(Parse::new_checked(&p[..11]).unwrap_err(), DecodeError::Truncated);
+        assert_eq!(
+            Parse::new_checked(&p[..p.len() - 1]).unwrap_err(),
+            DecodeError::Unterminated
+        );
+        assert_eq!(
+            Parse::new_checked(&p[..11]).unwrap_err(),
+            DecodeError::Truncated
+        );
     }
 
     #[test]

@@ -54,12 +54,17 @@ impl XmlRecord {
     pub fn is_http_service(&self) -> bool {
         match self.provider_guid {
             Some(g) => g == Guid::parse(wire::PROVIDER_GUID).unwrap_or_default(),
-            None => self.provider_name.eq_ignore_ascii_case("Microsoft-Windows-HttpService"),
+            None => self
+                .provider_name
+                .eq_ignore_ascii_case("Microsoft-Windows-HttpService"),
         }
     }
 
     fn field(&self, name: &str) -> Option<&str> {
-        self.fields.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.fields
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     /// Lays the fields out as the event's user data into `out`. `None` when a field is
@@ -116,8 +121,11 @@ fn parse_binary(s: &str, out: &mut Vec<u8>) -> Option<()> {
         wire::encode::sockaddr(out, addr);
         return Some(());
     }
-    let h = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")).unwrap_or(s);
-    if h.len() % 2 != 0 || h.len() > 2 * 1024 {
+    let h = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if !h.len().is_multiple_of(2) || h.len() > 2 * 1024 {
         return None;
     }
     for pair in h.as_bytes().chunks_exact(2) {
@@ -158,7 +166,12 @@ impl<R: BufRead> XmlEvents<R> {
     pub fn new(input: R) -> Self {
         let mut reader = Reader::from_reader(input);
         reader.config_mut().trim_text(true);
-        XmlEvents { reader, buf: Vec::new(), record: XmlRecord::default(), error: None }
+        XmlEvents {
+            reader,
+            buf: Vec::new(),
+            record: XmlRecord::default(),
+            error: None,
+        }
     }
 
     /// The next event, or `None` at the end (or at malformed XML: see `error`).
@@ -252,7 +265,9 @@ impl<R: BufRead> XmlEvents<R> {
                             continue;
                         }
                     };
-                    let v = quick_xml::escape::unescape(&v).map(|c| c.into_owned()).unwrap_or_default();
+                    let v = quick_xml::escape::unescape(&v)
+                        .map(|c| c.into_owned())
+                        .unwrap_or_default();
                     match text {
                         Text::EventId => r.event_id = v.trim().parse().ok(),
                         Text::Version => r.version = v.trim().parse().unwrap_or(u8::MAX),
@@ -267,21 +282,19 @@ impl<R: BufRead> XmlEvents<R> {
                         Text::None => {}
                     }
                 }
-                XmlEvent::GeneralRef(ref g) => {
-                    // An entity (&amp; ...) inside text: quick-xml reports it separately.
-                    if in_event && text == Text::Data {
-                        let s = match g.resolve_char_ref() {
-                            Ok(Some(c)) => c.to_string(),
-                            _ => {
-                                let n = g.decode().unwrap_or_default();
-                                quick_xml::escape::resolve_predefined_entity(&n)
-                                    .unwrap_or("")
-                                    .to_string()
-                            }
-                        };
-                        if let Some(last) = r.fields.last_mut() {
-                            last.1.push_str(&s);
+                // An entity (&amp; ...) inside text: quick-xml reports it separately.
+                XmlEvent::GeneralRef(ref g) if in_event && text == Text::Data => {
+                    let s = match g.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        _ => {
+                            let n = g.decode().unwrap_or_default();
+                            quick_xml::escape::resolve_predefined_entity(&n)
+                                .unwrap_or("")
+                                .to_string()
                         }
+                    };
+                    if let Some(last) = r.fields.last_mut() {
+                        last.1.push_str(&s);
                     }
                 }
                 XmlEvent::End(ref e) => {
@@ -347,7 +360,8 @@ impl<R: Read> Utf16LeToUtf8<R> {
             (None, _) => char::from_u32(u32::from(u)),
         };
         let c = c.unwrap_or(char::REPLACEMENT_CHARACTER);
-        self.pending.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+        self.pending
+            .extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
     }
 }
 
@@ -409,7 +423,9 @@ mod tests {
             }
         }
         let mut got = String::new();
-        Utf16LeToUtf8::new(Trickle(&b)).read_to_string(&mut got).unwrap();
+        Utf16LeToUtf8::new(Trickle(&b))
+            .read_to_string(&mut got)
+            .unwrap();
         assert_eq!(got, s);
     }
 
@@ -419,7 +435,10 @@ mod tests {
             parse_system_time("1970-01-01T00:00:00.0000001Z"),
             Some(super::super::correlate::FILETIME_UNIX_EPOCH + 1)
         );
-        assert_eq!(parse_system_time("2006-09-06T16:59:22.251258100Z"), Some(128_020_355_622_512_581));
+        assert_eq!(
+            parse_system_time("2006-09-06T16:59:22.251258100Z"),
+            Some(128_020_355_622_512_581)
+        );
         assert_eq!(parse_system_time("yesterday"), None);
     }
 
@@ -428,7 +447,11 @@ mod tests {
         let mut a = Vec::new();
         parse_binary("[::1]:80", &mut a).unwrap();
         let mut b = Vec::new();
-        parse_binary("0x17000050000000000000000000000000000000000000000100000000", &mut b).unwrap();
+        parse_binary(
+            "0x17000050000000000000000000000000000000000000000100000000",
+            &mut b,
+        )
+        .unwrap();
         assert_eq!(a, b);
         let mut c = Vec::new();
         assert!(parse_binary("0x1", &mut c).is_none());

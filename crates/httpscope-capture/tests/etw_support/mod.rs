@@ -120,8 +120,16 @@ impl Ev {
         let mut s = String::new();
         s.push_str("<Event xmlns=\"http://schemas.microsoft.com/win/2004/08/events/event\">\r\n <System>\r\n");
         s.push_str("  <Provider Name=\"Microsoft-Windows-HttpService\" Guid=\"{dd5ef90a-6398-47a4-ad34-4dcecdef795f}\" />\r\n");
-        let _ = write!(s, "  <EventID>{}</EventID>\r\n  <Version>{}</Version>\r\n  <Level>4</Level>\r\n", self.id, self.version);
-        let _ = write!(s, "  <TimeCreated SystemTime=\"{}\" />\r\n", filetime_text(self.ts));
+        let _ = write!(
+            s,
+            "  <EventID>{}</EventID>\r\n  <Version>{}</Version>\r\n  <Level>4</Level>\r\n",
+            self.id, self.version
+        );
+        let _ = write!(
+            s,
+            "  <TimeCreated SystemTime=\"{}\" />\r\n",
+            filetime_text(self.ts)
+        );
         match self.related {
             Some(r) => {
                 let _ = write!(
@@ -132,7 +140,11 @@ impl Ev {
                 );
             }
             None => {
-                let _ = write!(s, "  <Correlation ActivityID=\"{{{}}}\" />\r\n", Guid(self.activity));
+                let _ = write!(
+                    s,
+                    "  <Correlation ActivityID=\"{{{}}}\" />\r\n",
+                    Guid(self.activity)
+                );
             }
         }
         s.push_str("  <Execution ProcessID=\"4\" ThreadID=\"1276\" ProcessorID=\"1\" KernelTime=\"15\" UserTime=\"0\" />\r\n  <Channel>Microsoft-Windows-HttpService/Trace</Channel>\r\n  <Computer />\r\n </System>\r\n <EventData>\r\n");
@@ -150,7 +162,11 @@ impl Ev {
                 V::U16(x) => x.to_string(),
                 V::Addr(a) | V::AddrShort(a) => {
                     let bytes = sockaddr_bytes(*a);
-                    let _ = write!(s, "  <Data Name=\"{name}Length\">{}</Data>\r\n", bytes.len());
+                    let _ = write!(
+                        s,
+                        "  <Data Name=\"{name}Length\">{}</Data>\r\n",
+                        bytes.len()
+                    );
                     if addr_as_text {
                         a.to_string()
                     } else {
@@ -187,7 +203,10 @@ impl Ev {
 }
 
 fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// FILETIME as `TimeCreated SystemTime` text (7 fractional digits, as Windows writes it).
@@ -227,14 +246,31 @@ pub fn req_id(n: u32) -> u128 {
 
 impl Default for Scenario {
     fn default() -> Self {
-        Scenario { evs: Vec::new(), t: T0 }
+        Scenario {
+            evs: Vec::new(),
+            t: T0,
+        }
     }
 }
 
 impl Scenario {
-    fn push(&mut self, id: u16, version: u8, activity: u128, related: Option<u128>, fields: Vec<(&'static str, V)>) {
+    fn push(
+        &mut self,
+        id: u16,
+        version: u8,
+        activity: u128,
+        related: Option<u128>,
+        fields: Vec<(&'static str, V)>,
+    ) {
         self.t += 10_000;
-        self.evs.push(Ev { id, version, ts: self.t, activity, related, fields });
+        self.evs.push(Ev {
+            id,
+            version,
+            ts: self.t,
+            activity,
+            related,
+            fields,
+        });
     }
 
     pub fn connect(&mut self, conn: u128, local: &str, remote: &str) {
@@ -244,7 +280,10 @@ impl Scenario {
             conn,
             None,
             vec![
-                ("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000 | (conn as u64 & 0xffff))),
+                (
+                    "ConnectionObj",
+                    V::Ptr(0xFFFF_FA80_0100_0000 | (conn as u64 & 0xffff)),
+                ),
                 ("LocalAddr", V::Addr(local.parse().unwrap())),
                 ("RemoteAddr", V::Addr(remote.parse().unwrap())),
             ],
@@ -258,8 +297,14 @@ impl Scenario {
             conn,
             Some(req),
             vec![
-                ("RequestId", V::U64(0xFB00_0000_8000_0000 | (req >> 96) as u64)),
-                ("ConnectionId", V::U64(0xFB00_0000_6000_0000 | (conn >> 96) as u64)),
+                (
+                    "RequestId",
+                    V::U64(0xFB00_0000_8000_0000 | (req >> 96) as u64),
+                ),
+                (
+                    "ConnectionId",
+                    V::U64(0xFB00_0000_6000_0000 | (conn >> 96) as u64),
+                ),
                 ("RemoteAddr", V::Addr(remote.parse().unwrap())),
             ],
         );
@@ -280,7 +325,11 @@ impl Scenario {
             0,
             req,
             None,
-            vec![("RequestObj", V::Ptr(0xFFFF_FA80_01BB_5320)), ("HttpVerb", V::U32(verb)), ("Url", V::Wide(url.into()))],
+            vec![
+                ("RequestObj", V::Ptr(0xFFFF_FA80_01BB_5320)),
+                ("HttpVerb", V::U32(verb)),
+                ("Url", V::Wide(url.into())),
+            ],
         );
     }
 
@@ -322,12 +371,25 @@ impl Scenario {
 
     /// 10-14.
     pub fn send(&mut self, req: u128, id: u16, status: u16) {
-        self.push(id, 0, req, None, vec![("RequestId", V::U64(0xFB00_0000_8000_0004)), ("HttpStatus", V::U16(status))]);
+        self.push(
+            id,
+            0,
+            req,
+            None,
+            vec![
+                ("RequestId", V::U64(0xFB00_0000_8000_0004)),
+                ("HttpStatus", V::U16(status)),
+            ],
+        );
     }
 
     /// 16 SrvdFrmCache or 17 CachedNotModified, version 0 or 1.
     pub fn from_cache(&mut self, req: u128, id: u16, version: u8, site: u32, bytes: u32) {
-        let mut f = vec![("RequestObj", V::Ptr(0xFFFF_FA80_01BB_5320)), ("SiteId", V::U32(site)), ("BytesSent", V::U32(bytes))];
+        let mut f = vec![
+            ("RequestObj", V::Ptr(0xFFFF_FA80_01BB_5320)),
+            ("SiteId", V::U32(site)),
+            ("BytesSent", V::U32(bytes)),
+        ];
         if version == 1 {
             f.push(("RequestId", V::U64(0xFB00_0000_8000_0004)));
             f.push(("Encoding", V::Ansi("gzip".into())));
@@ -336,7 +398,14 @@ impl Scenario {
     }
 
     /// 25 AddedCacheEntry (version 0 or 1) or 27 FlushedCache.
-    pub fn cache_entry(&mut self, id: u16, version: u8, url: &str, status: u16, content_length: u32) {
+    pub fn cache_entry(
+        &mut self,
+        id: u16,
+        version: u8,
+        url: &str,
+        status: u16,
+        content_length: u32,
+    ) {
         let mut f = vec![
             ("Uri", V::Wide(url.into())),
             ("StatusCode", V::U16(status)),
@@ -357,20 +426,45 @@ impl Scenario {
             0,
             req,
             None,
-            vec![("RequestId", V::U64(0xFB00_0000_8000_0004)), ("Reason", V::Ansi(reason.into())), ("RequestQueueName", V::Wide(pool.into()))],
+            vec![
+                ("RequestId", V::U64(0xFB00_0000_8000_0004)),
+                ("Reason", V::Ansi(reason.into())),
+                ("RequestQueueName", V::Wide(pool.into())),
+            ],
         );
     }
 
     pub fn close(&mut self, conn: u128) {
-        self.push(23, 0, conn, None, vec![("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000)), ("Abortive", V::U32(0))]);
+        self.push(
+            23,
+            0,
+            conn,
+            None,
+            vec![
+                ("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000)),
+                ("Abortive", V::U32(0)),
+            ],
+        );
     }
 
     pub fn cleanup(&mut self, conn: u128) {
-        self.push(24, 0, conn, None, vec![("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000))]);
+        self.push(
+            24,
+            0,
+            conn,
+            None,
+            vec![("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000))],
+        );
     }
 
     pub fn tls(&mut self, conn: u128) {
-        self.push(34, 0, conn, None, vec![("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000))]);
+        self.push(
+            34,
+            0,
+            conn,
+            None,
+            vec![("ConnectionObj", V::Ptr(0xFFFF_FA80_0100_0000))],
+        );
     }
 
     /// 1 → 2 → 3 → 8 → 12.
