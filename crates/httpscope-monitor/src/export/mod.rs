@@ -6,6 +6,7 @@ pub mod otlp;
 pub mod prometheus;
 
 pub mod table;
+pub mod tui;
 
 use std::net::SocketAddr;
 
