@@ -15,7 +15,14 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const CFLAGS: &[&str] = &["-O2", "-g", "-target", "bpf", "-D__TARGET_ARCH_x86", "-Wall"];
+const CFLAGS: &[&str] = &[
+    "-O2",
+    "-g",
+    "-target",
+    "bpf",
+    "-D__TARGET_ARCH_x86",
+    "-Wall",
+];
 
 fn fnv1a(hash: &mut u64, bytes: &[u8]) {
     for &b in bytes {
@@ -32,13 +39,19 @@ fn main() {
     if target_os != "linux" || !dir.is_dir() {
         return;
     }
-    let mut entries: Vec<PathBuf> =
-        fs::read_dir(&dir).unwrap().filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut entries: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
     entries.sort();
-    let headers: Vec<&PathBuf> =
-        entries.iter().filter(|p| p.extension().is_some_and(|e| e == "h")).collect();
-    let programs: Vec<&PathBuf> =
-        entries.iter().filter(|p| p.to_string_lossy().ends_with(".bpf.c")).collect();
+    let headers: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "h"))
+        .collect();
+    let programs: Vec<&PathBuf> = entries
+        .iter()
+        .filter(|p| p.to_string_lossy().ends_with(".bpf.c"))
+        .collect();
     for p in headers.iter().chain(programs.iter()) {
         println!("cargo:rerun-if-changed={}", p.display());
     }
@@ -71,8 +84,7 @@ fn main() {
 
 fn compile(src: &Path, obj: &Path, include: &Path) -> Result<(), String> {
     let clang = std::env::var("HTTPSCOPE_CLANG").unwrap_or_else(|_| "clang".into());
-    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap())
-        .join(obj.file_name().unwrap());
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join(obj.file_name().unwrap());
     let status = Command::new(&clang)
         .args(CFLAGS)
         .arg("-I")

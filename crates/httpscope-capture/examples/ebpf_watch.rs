@@ -72,7 +72,7 @@ mod linux {
         let attached = std::sync::Arc::new(AtomicBool::new(false));
         cfg.attached = Some(attached.clone());
         let (tx, rx) = batch::channel(Source::Ebpf, 1024);
-        let cpu0 = cpu_seconds();
+        let mut cpu0 = cpu_seconds();
         let mut start = Instant::now();
         let worker = std::thread::spawn(move || ebpf::capture(&cfg, &tx, &STOP));
         let mut said_attached = false;
@@ -88,6 +88,8 @@ mod linux {
             if !said_attached && attached.load(Ordering::SeqCst) {
                 said_attached = true;
                 start = Instant::now();
+                // CPU is counted from here: loading (BTF parsing, verification) is a one-off.
+                cpu0 = cpu_seconds();
                 eprintln!("ebpf_watch: attached");
             }
             match rx.receiver().recv_timeout(Duration::from_millis(100)) {
@@ -99,7 +101,9 @@ mod linux {
                             None => "unknown",
                         };
                         *by_side.entry(side).or_default() += 1;
-                        *by_comm.entry(t.comm.map(|c| c.to_string()).unwrap_or_default()).or_default() += 1;
+                        *by_comm
+                            .entry(t.comm.map(|c| c.to_string()).unwrap_or_default())
+                            .or_default() += 1;
                         if print {
                             println!("{}", serde_json::to_string(t).unwrap_or_default());
                         }

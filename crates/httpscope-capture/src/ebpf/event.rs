@@ -392,9 +392,8 @@ mod tests {
             ..RawEvent::default()
         };
         // SAFETY: RawEvent is repr(C) plain data without padding bytes.
-        let bytes = unsafe {
-            std::slice::from_raw_parts(&raw as *const RawEvent as *const u8, EVENT_SIZE)
-        };
+        let bytes =
+            unsafe { std::slice::from_raw_parts(&raw as *const RawEvent as *const u8, EVENT_SIZE) };
         let mut v = bytes.to_vec();
         v.extend_from_slice(payload);
         v
@@ -428,18 +427,33 @@ mod tests {
     #[test]
     fn truncated_and_impossible_events_are_rejected() {
         let b = fixture(4, 10, b"GET ");
-        assert_eq!(Event::new_checked(&b[..50]).unwrap_err(), EventError::Truncated);
-        assert_eq!(Event::new_checked(&b[..98]).unwrap_err(), EventError::BadCaptured);
+        assert_eq!(
+            Event::new_checked(&b[..50]).unwrap_err(),
+            EventError::Truncated
+        );
+        assert_eq!(
+            Event::new_checked(&b[..98]).unwrap_err(),
+            EventError::BadCaptured
+        );
         let b = fixture(4, 2, b"GET ");
-        assert_eq!(Event::new_checked(&b[..]).unwrap_err(), EventError::CapturedOverLen);
+        assert_eq!(
+            Event::new_checked(&b[..]).unwrap_err(),
+            EventError::CapturedOverLen
+        );
         let b = fixture(5000, 6000, &[0; 5000]);
-        assert_eq!(Event::new_checked(&b[..]).unwrap_err(), EventError::BadCaptured);
+        assert_eq!(
+            Event::new_checked(&b[..]).unwrap_err(),
+            EventError::BadCaptured
+        );
         let mut b = fixture(0, 1, b"");
         b[38] = 9;
         assert_eq!(Event::new_checked(&b[..]).unwrap_err(), EventError::BadEnum);
         let mut b = fixture(0, 1, b"");
         b[32] = 1;
-        assert_eq!(Event::new_checked(&b[..]).unwrap_err(), EventError::BadFamily);
+        assert_eq!(
+            Event::new_checked(&b[..]).unwrap_err(),
+            EventError::BadFamily
+        );
     }
 
     #[test]
@@ -450,7 +464,13 @@ mod tests {
                 let mut b = base.clone();
                 b[i] = v;
                 if let Ok(ev) = Event::new_checked(&b[..]) {
-                    let _ = (ev.payload(), ev.local(), ev.remote(), ev.comm(), ev.syscall());
+                    let _ = (
+                        ev.payload(),
+                        ev.local(),
+                        ev.remote(),
+                        ev.comm(),
+                        ev.syscall(),
+                    );
                 }
             }
         }

@@ -1,8 +1,9 @@
 //! Linux kernel capture through eBPF: socket payload with its process, for every program on
 //! the host, without touching them.
 //!
-//! The kernel side is `bpf/http.bpf.c` (tp_btf programs on `sys_enter`/`sys_exit`,
-//! `sock_send_length`/`sock_recv_length` and `inet_sock_set_state`; see its header comment).
+//! The kernel side is `bpf/http.bpf.c` (tp_btf programs on `sock_send_length` /
+//! `sock_recv_length`, which find the syscall's user buffer in its saved registers, and
+//! `inet_sock_set_state`; see its header comment).
 //! It writes [`event`]s into a BPF ring buffer: the socket cookie, 4-tuple, process, direction,
 //! syscall, length and up to [`EbpfConfig::capture_bytes`] of payload, only for sockets whose
 //! bytes look like HTTP. This module loads and attaches the programs with `aya`, turns events
@@ -45,16 +46,12 @@ use event::{Event, RawStats, MAX_CAPTURE};
 use streams::Streams;
 
 /// The compiled programs (committed; rebuilt by build.rs when the C changes and clang exists).
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/bpf/http.bpf.o"
-));
+static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/http.bpf.o"));
 
-/// Program name in the object, and the tracepoint it attaches to, in attach order (the
-/// buffer savers first, so the copiers never start without them).
+/// Program name in the object, and the tracepoint it attaches to, in attach order (socket
+/// states first, so sockets established from now on are known to be seen from the start).
 const PROGRAMS: &[(&str, &str)] = &[
-    ("hs_sys_exit", "sys_exit"),
-    ("hs_sys_enter", "sys_enter"),
     ("hs_sock_state", "inet_sock_set_state"),
     ("hs_sock_send", "sock_send_length"),
     ("hs_sock_recv", "sock_recv_length"),
@@ -80,6 +77,9 @@ pub struct EbpfConfig {
     pub idle_timeout: Duration,
     /// How often a batch is sent (default 100 ms), when there is something to send.
     pub flush_interval: Duration,
+    /// Also capture this process's own sockets (default false: a monitor that serves its own
+    /// metrics over HTTP should not watch itself).
+    pub include_self: bool,
     /// Set to true once every program is attached (and back to false once detached), for
     /// callers that must not start traffic before the capture sees it.
     pub attached: Option<Arc<AtomicBool>>,
@@ -96,6 +96,7 @@ impl Default for EbpfConfig {
             max_connections: 65_536,
             idle_timeout: Duration::from_secs(60),
             flush_interval: Duration::from_millis(100),
+            include_self: false,
             attached: None,
         }
     }
@@ -112,7 +113,9 @@ pub enum EbpfUnavailable {
     #[error("the kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
     NoBtf(String),
     /// A tracepoint the programs need is missing (kernel older than 6.3 for the socket ones).
-    #[error("the kernel has no tracepoint {0} (sock_send_length/sock_recv_length need Linux >= 6.3)")]
+    #[error(
+        "the kernel has no tracepoint {0} (sock_send_length/sock_recv_length need Linux >= 6.3)"
+    )]
     NoTracepoint(&'static str),
     /// The kernel refused the programs or maps.
     #[error("loading the eBPF programs failed: {0}")]
@@ -217,10 +220,19 @@ pub fn probe() -> Result<(), EbpfUnavailable> {
 /// Loads the object with the settings of `cfg` and loads (not attaches) every program.
 fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), EbpfUnavailable> {
     let capture_len = cfg.capture_bytes.min(MAX_CAPTURE);
-    let self_tgid = std::process::id();
+    // tgid 0 is the idle task, which never sends on a socket: "exclude nobody".
+    let self_tgid = if cfg.include_self {
+        0
+    } else {
+        std::process::id()
+    };
     let pids_on = u32::from(!cfg.pids.is_empty());
     let ports_on = u32::from(!cfg.ports.is_empty());
-    let ring = cfg.ring_buffer_bytes.max(4096).checked_next_power_of_two().unwrap_or(1 << 30);
+    let ring = cfg
+        .ring_buffer_bytes
+        .max(4096)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 30);
     let wakeup = u64::from(ring / 4);
     let mut bpf = EbpfLoader::new()
         .btf(Some(btf))
@@ -233,20 +245,26 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), EbpfUnavailable
         .load(OBJECT)
         .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
     {
-        let map = bpf.map_mut("HS_FPIDS").ok_or(EbpfUnavailable::Load("no map HS_FPIDS".into()))?;
+        let map = bpf
+            .map_mut("HS_FPIDS")
+            .ok_or(EbpfUnavailable::Load("no map HS_FPIDS".into()))?;
         let mut pids: BpfHashMap<_, u32, u8> =
             BpfHashMap::try_from(map).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
         for &p in cfg.pids.iter().take(1024) {
-            pids.insert(p, 1, 0).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+            pids.insert(p, 1, 0)
+                .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
         }
     }
     {
-        let map =
-            bpf.map_mut("HS_FPORTS").ok_or(EbpfUnavailable::Load("no map HS_FPORTS".into()))?;
+        let map = bpf
+            .map_mut("HS_FPORTS")
+            .ok_or(EbpfUnavailable::Load("no map HS_FPORTS".into()))?;
         let mut ports: BpfHashMap<_, u16, u8> =
             BpfHashMap::try_from(map).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
         for &p in cfg.ports.iter().take(1024) {
-            ports.insert(p, 1, 0).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+            ports
+                .insert(p, 1, 0)
+                .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
         }
     }
     let mut ids = Vec::new();
@@ -296,7 +314,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write into.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
@@ -331,25 +352,42 @@ pub fn capture(
     let btf = btf()?;
     let (mut bpf, program_ids) = load(cfg, &btf)?;
     let map_ids: Vec<u32> = bpf.maps().filter_map(|(_, m)| map_id(m)).collect();
-    let mut report = EbpfReport { program_ids, map_ids, ..EbpfReport::default() };
+    let mut report = EbpfReport {
+        program_ids,
+        map_ids,
+        ..EbpfReport::default()
+    };
 
-    let ring_map = bpf
-        .take_map("HS_EVENTS")
-        .ok_or(EbpfError::Map { map: "HS_EVENTS", reason: "missing".into() })?;
-    let mut ring = RingBuf::try_from(ring_map)
-        .map_err(|e| EbpfError::Map { map: "HS_EVENTS", reason: error_chain(&e) })?;
-    let stats_map = bpf
-        .take_map("HS_STATS")
-        .ok_or(EbpfError::Map { map: "HS_STATS", reason: "missing".into() })?;
-    let stats_map: PerCpuArray<MapData, RawStats> = PerCpuArray::try_from(stats_map)
-        .map_err(|e| EbpfError::Map { map: "HS_STATS", reason: error_chain(&e) })?;
+    let ring_map = bpf.take_map("HS_EVENTS").ok_or(EbpfError::Map {
+        map: "HS_EVENTS",
+        reason: "missing".into(),
+    })?;
+    let mut ring = RingBuf::try_from(ring_map).map_err(|e| EbpfError::Map {
+        map: "HS_EVENTS",
+        reason: error_chain(&e),
+    })?;
+    let stats_map = bpf.take_map("HS_STATS").ok_or(EbpfError::Map {
+        map: "HS_STATS",
+        reason: "missing".into(),
+    })?;
+    let stats_map: PerCpuArray<MapData, RawStats> =
+        PerCpuArray::try_from(stats_map).map_err(|e| EbpfError::Map {
+            map: "HS_STATS",
+            reason: error_chain(&e),
+        })?;
 
     for &(name, _) in PROGRAMS {
         let prog: &mut BtfTracePoint = bpf
             .program_mut(name)
             .and_then(|p| p.try_into().ok())
-            .ok_or(EbpfError::Attach { program: name, reason: "not in the object".into() })?;
-        prog.attach().map_err(|e| EbpfError::Attach { program: name, reason: error_chain(&e) })?;
+            .ok_or(EbpfError::Attach {
+                program: name,
+                reason: "not in the object".into(),
+            })?;
+        prog.attach().map_err(|e| EbpfError::Attach {
+            program: name,
+            reason: error_chain(&e),
+        })?;
     }
     let attached_at = Instant::now();
     if let Some(flag) = &cfg.attached {
@@ -417,7 +455,11 @@ pub fn capture(
             }
         }
         if drained == 0 {
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
             // SAFETY: one valid pollfd.
             let r = unsafe { libc::poll(&mut pfd, 1, poll_ms) };
             if r < 0 {

@@ -97,10 +97,19 @@ impl Streams {
             };
             let tuple = ConnTuple::new(ev.local(), ev.remote());
             let conn = Connection::new(tuple, meta, &self.cfg);
-            self.map.insert(cookie, Stream { conn, last_ns: ts, closed_at: None });
+            self.map.insert(
+                cookie,
+                Stream {
+                    conn,
+                    last_ns: ts,
+                    closed_at: None,
+                },
+            );
             self.opened += 1;
         }
-        let Some(s) = self.map.get_mut(&cookie) else { return };
+        let Some(s) = self.map.get_mut(&cookie) else {
+            return;
+        };
         s.last_ns = s.last_ns.max(ts);
         let dir = match ev.dir() {
             Dir::Send => Direction::Forward,

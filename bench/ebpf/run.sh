@@ -1,0 +1,75 @@
+#!/bin/sh
+# Overhead of the eBPF source on nginx, measured side by side in one run.
+#
+#   sudo bench/ebpf/run.sh [rounds] [duration]      (defaults: 3 rounds of 10 s)
+#
+# nginx (Debian nginx-light, 1 worker) serves a 612-byte index.html on 127.0.0.1; each round
+# runs `wrk -t2 -c32 -d10s` once without and once with the capture attached (the
+# ebpf_watch example, release build, filtered on nginx's port, as `httpscope watch --source
+# ebpf` would run it), alternating. For monitored runs it records the transactions
+# (client + server side), kernel losses, nginx's access-log lines for that run, and the
+# capture process's user+sys CPU divided by the transactions it produced.
+set -eu
+ROUNDS=${1:-3}
+DUR=${2:-10}
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WATCH=${WATCH:-$CARGO_TARGET_DIR/release/examples/ebpf_watch}
+if [ -z "${NO_BUILD:-}" ]; then
+  (cd "$ROOT" && cargo build --release -q -p httpscope-capture --example ebpf_watch)
+fi
+
+DIR=$(mktemp -d /tmp/hs-ebpf-bench.XXXXXX)
+PORT=${PORT:-18089}
+mkdir -p "$DIR/www" "$DIR/tmp"
+head -c 612 /dev/zero | tr '\0' n > "$DIR/www/index.html"
+cat > "$DIR/nginx.conf" <<EOF
+worker_processes 1;
+pid $DIR/nginx.pid;
+error_log $DIR/error.log;
+events { worker_connections 1024; }
+http {
+  log_format hs '\$request_method \$uri \$status \$body_bytes_sent';
+  access_log $DIR/access.log hs;
+  client_body_temp_path $DIR/tmp/body;
+  proxy_temp_path $DIR/tmp/proxy;
+  fastcgi_temp_path $DIR/tmp/fastcgi;
+  uwsgi_temp_path $DIR/tmp/uwsgi;
+  scgi_temp_path $DIR/tmp/scgi;
+  sendfile on;
+  keepalive_requests 1000000;
+  server { listen 127.0.0.1:$PORT; root $DIR/www; }
+}
+EOF
+/usr/sbin/nginx -p "$DIR" -c "$DIR/nginx.conf"
+trap 'kill -QUIT $(cat $DIR/nginx.pid) 2>/dev/null; sleep 0.5; rm -rf $DIR' EXIT
+sleep 0.5
+URL=http://127.0.0.1:$PORT/index.html
+
+rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+lines() { wc -l < "$DIR/access.log"; }
+
+printf '%-6s %-10s %12s %12s %10s %10s %12s %10s\n' round mode req_per_s transactions logged lost cpu_us_per_tx ratio
+for r in $(seq 1 "$ROUNDS"); do
+  wrk -t2 -c32 -d"${DUR}s" "$URL" > "$DIR/base.txt"
+  BASE=$(rate "$DIR/base.txt")
+  printf '%-6s %-10s %12s\n' "$r" off "$BASE"
+
+  "$WATCH" --port "$PORT" > "$DIR/watch.out" 2> "$DIR/watch.err" &
+  WPID=$!
+  while ! grep -q attached "$DIR/watch.err" 2>/dev/null; do sleep 0.1; done
+  L0=$(lines)
+  wrk -t2 -c32 -d"${DUR}s" "$URL" > "$DIR/mon.txt"
+  sleep 1
+  L1=$(lines)
+  kill -INT $WPID; wait $WPID || true
+  MON=$(rate "$DIR/mon.txt")
+  OUT=$(tail -1 "$DIR/watch.out")
+  get() { echo "$OUT" | tr ' ' '\n' | awk -F= -v k="$1" '$1 == k {print $2}'; }
+  TX=$(get transactions); SRV=$(get server); LOST=$(get kernel_lost); CPU=$(get cpu_s)
+  LOGGED=$((L1 - L0))
+  PER=$(awk -v c="$CPU" -v t="$TX" 'BEGIN { if (t > 0) printf "%.3f", c * 1e6 / t; else print "n/a" }')
+  RATIO=$(awk -v m="$MON" -v b="$BASE" 'BEGIN { printf "%.3f", m / b }')
+  printf '%-6s %-10s %12s %12s %10s %10s %12s %10s\n' "$r" on "$MON" "$TX(srv $SRV)" "$LOGGED" "$LOST" "$PER" "$RATIO"
+  echo "  ebpf_watch: $OUT"
+done
