@@ -74,7 +74,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             Kind::Etw => etw.push(f.clone()),
         }
     }
-    let mut monitor = pipeline::monitor(&s, Cadence::FinalTotal, None, true)?;
+    let mut monitor = pipeline::monitor(&s, Cadence::FinalTotal, None, true, true)?;
     let stop = pipeline::signals()?;
 
     let packet_reader = if captures.is_empty() {

@@ -317,7 +317,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         args.rate, args.duration
     );
     let title = format!("httpscope demo — {base} — {title}");
-    let mut monitor = pipeline::monitor(&s, Cadence::FinalTotal, Some(title), true)?;
+    let mut monitor = pipeline::monitor(&s, Cadence::FinalTotal, Some(title), true, false)?;
 
     let driver = match chosen {
         Some((_live, handle, rx)) => {

@@ -26,12 +26,13 @@ pub fn http_config(s: &Settings) -> httpscope_http::Config {
 
 /// Builds the monitor and its exporters. `cadence` says whether stdout gets a snapshot every
 /// interval or the total once at the end; `stdout_snapshots` false leaves stdout to someone
-/// else (the TUI).
+/// else (the TUI); `data_time` computes rates over the transactions' own time span (replays).
 pub fn monitor(
     s: &Settings,
     cadence: Cadence,
     title: Option<String>,
     stdout_snapshots: bool,
+    data_time: bool,
 ) -> Result<Monitor> {
     let cfg = MonitorConfig {
         interval: s.interval,
@@ -60,14 +61,19 @@ pub fn monitor(
                 let mut t =
                     TableExporter::new(Box::new(std::io::stdout()), cadence, s.top, s.stats);
                 t.title = title;
+                t.data_time = data_time;
                 m.add_exporter(Box::new(t));
             }
-            Format::Json | Format::Jsonl => m.add_exporter(Box::new(JsonExporter::new(
-                Box::new(std::io::stdout()),
-                s.format == Format::Jsonl,
-                cadence,
-                s.top,
-            ))),
+            Format::Json | Format::Jsonl => {
+                let mut j = JsonExporter::new(
+                    Box::new(std::io::stdout()),
+                    s.format == Format::Jsonl,
+                    cadence,
+                    s.top,
+                );
+                j.data_time = data_time;
+                m.add_exporter(Box::new(j));
+            }
         }
     }
     if let Some(p) = &s.prometheus {

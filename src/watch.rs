@@ -138,7 +138,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     if tui {
         s.interval = Duration::from_secs(1);
     }
-    let mut monitor = pipeline::monitor(&s, Cadence::EveryWindow, None, !tui)?;
+    let mut monitor = pipeline::monitor(&s, Cadence::EveryWindow, None, !tui, false)?;
     let stop = pipeline::signals()?;
     if let Some(d) = args.duration {
         if !(d > 0.0 && d.is_finite()) {

@@ -190,6 +190,7 @@ pub struct StatKeeper {
     stats: HashMap<Key, EndpointStats>,
     scratch: String,
     counts: KeeperCounts,
+    span: Option<(i64, i64)>,
 }
 
 /// Why a transaction's content is impossible, if it is.
@@ -222,6 +223,7 @@ impl StatKeeper {
             stats: HashMap::new(),
             scratch: String::with_capacity(64),
             counts: KeeperCounts::default(),
+            span: None,
         }
     }
 
@@ -291,6 +293,21 @@ impl StatKeeper {
         stats.response_bytes += tx.response_bytes;
         stats.latency.add(tx.duration_ns());
         self.counts.aggregated += 1;
+        if tx.time_unix_ns > 0 {
+            let end = tx
+                .time_unix_ns
+                .saturating_add(tx.duration_ns().min(i64::MAX as u64) as i64);
+            self.span = Some(match self.span {
+                Some((a, b)) => (a.min(tx.time_unix_ns), b.max(end)),
+                None => (tx.time_unix_ns, end),
+            });
+        }
+    }
+
+    /// The wall-clock span (Unix ns) of the aggregated transactions since the last call:
+    /// first request byte to last response byte. `None` when no transaction carried a time.
+    pub fn take_span(&mut self) -> Option<(i64, i64)> {
+        self.span.take()
     }
 
     /// Number of keys held.

@@ -204,6 +204,7 @@ impl Monitor {
             end_unix_ns: now,
             entries,
             telemetry: self.telemetry.clone(),
+            data_span: self.keeper.take_span(),
         };
         self.window_start_unix_ns = now;
         self.cumulative.merge(&window);

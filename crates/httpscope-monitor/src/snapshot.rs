@@ -87,12 +87,24 @@ pub struct Snapshot {
     pub entries: Vec<(EndpointKey, EndpointStats)>,
     /// Self-telemetry at the end of the window (always cumulative).
     pub telemetry: Telemetry,
+    /// The time span the transactions themselves cover (first request to last response, Unix
+    /// ns), which is what rates of a replayed file are computed over.
+    pub data_span: Option<(i64, i64)>,
 }
 
 impl Snapshot {
     /// The window's length in seconds (at least a millisecond, so rates stay finite).
     pub fn window_secs(&self) -> f64 {
         ((self.end_unix_ns - self.start_unix_ns) as f64 / 1e9).max(1e-3)
+    }
+
+    /// The seconds rates are computed over: the data's own span when `data_time` and known,
+    /// else the window.
+    pub fn rate_secs(&self, data_time: bool) -> f64 {
+        match (data_time, self.data_span) {
+            (true, Some((a, b))) => ((b - a) as f64 / 1e9).max(1e-3),
+            _ => self.window_secs(),
+        }
     }
 
     /// Transactions aggregated in this snapshot.
@@ -138,6 +150,12 @@ impl Cumulative {
             }
         }
         self.snapshot.end_unix_ns = window.end_unix_ns;
+        if let Some((a, b)) = window.data_span {
+            self.snapshot.data_span = Some(match self.snapshot.data_span {
+                Some((x, y)) => (x.min(a), y.max(b)),
+                None => (a, b),
+            });
+        }
         self.snapshot.telemetry = window.telemetry.clone();
         self.snapshot
             .telemetry

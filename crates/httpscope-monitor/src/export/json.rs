@@ -26,8 +26,10 @@ fn rfc3339(unix_ns: i64) -> String {
 
 /// A snapshot as a JSON value: `start`, `end`, `window_s`, `endpoints` (one object per key,
 /// busiest first, at most `top` when `top > 0`) and `telemetry`.
-pub fn snapshot_json(snapshot: &Snapshot, top: usize) -> Value {
-    let secs = snapshot.window_secs();
+///
+/// Rates are per second of the window, or of the data's own span when `data_time`.
+pub fn snapshot_json(snapshot: &Snapshot, top: usize, data_time: bool) -> Value {
+    let secs = snapshot.rate_secs(data_time);
     let mut entries: Vec<_> = snapshot.entries.iter().collect();
     entries.sort_by(|a, b| b.1.count.cmp(&a.1.count).then_with(|| a.0.cmp(&b.0)));
     if top > 0 {
@@ -132,6 +134,8 @@ pub struct JsonExporter {
     pub cadence: Cadence,
     /// Endpoints kept (0 = all).
     pub top: usize,
+    /// Rates over the data's own time span (file replays) rather than the window.
+    pub data_time: bool,
 }
 
 impl JsonExporter {
@@ -142,6 +146,7 @@ impl JsonExporter {
             lines,
             cadence,
             top,
+            data_time: false,
         }
     }
 }
@@ -155,7 +160,7 @@ impl Exporter for JsonExporter {
         let Some(snap) = self.cadence.pick(flush) else {
             return Ok(());
         };
-        let v = snapshot_json(snap, self.top);
+        let v = snapshot_json(snap, self.top, self.data_time);
         if self.lines {
             serde_json::to_writer(&mut self.out, &v).map_err(std::io::Error::from)?;
         } else {

@@ -21,15 +21,16 @@ const RIGHT: [bool; 13] = [
 /// The longest route shown in the table; longer ones end in `…`.
 const ROUTE_WIDTH: usize = 48;
 
-/// Renders a snapshot as a table of its `top` busiest endpoints (0 = all).
-pub fn render(snapshot: &Snapshot, top: usize) -> String {
+/// Renders a snapshot as a table of its `top` busiest endpoints (0 = all). Rates are per
+/// second of the window, or of the data's own time span when `data_time` (file replays).
+pub fn render(snapshot: &Snapshot, top: usize, data_time: bool) -> String {
     let all = rows(snapshot);
     let shown = if top == 0 {
         all.len()
     } else {
         top.min(all.len())
     };
-    let secs = snapshot.window_secs();
+    let secs = snapshot.rate_secs(data_time);
     let mut cells: Vec<[String; 13]> = Vec::with_capacity(shown);
     for r in &all[..shown] {
         let mut route = r.route.clone();
@@ -171,6 +172,8 @@ pub struct TableExporter {
     pub stats: bool,
     /// A line printed above every table (e.g. where the data comes from).
     pub title: Option<String>,
+    /// Rates over the data's own time span (file replays) rather than the window.
+    pub data_time: bool,
 }
 
 impl TableExporter {
@@ -182,6 +185,7 @@ impl TableExporter {
             top,
             stats,
             title: None,
+            data_time: false,
         }
     }
 }
@@ -200,7 +204,7 @@ impl Exporter for TableExporter {
             text.push_str(t);
             text.push('\n');
         }
-        text.push_str(&render(snap, self.top));
+        text.push_str(&render(snap, self.top, self.data_time));
         if self.stats {
             text.push_str(&render_telemetry(&snap.telemetry));
         }
@@ -242,7 +246,7 @@ mod tests {
             entries,
             ..Snapshot::default()
         };
-        let text = render(&snap, 10);
+        let text = render(&snap, 10, false);
         let mut lines = text.lines();
         let header = lines.next().unwrap();
         for h in HEADERS {
