@@ -12,7 +12,9 @@ use httpscope_capture::etw::wire::{self, Event};
 use httpscope_capture::etw::{Config, Correlator, Guid, RawEvent};
 use libfuzzer_sys::fuzz_target;
 
-const IDS: [u16; 20] = [1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 16, 17, 21, 23, 24, 25, 27, 34, 64, 99];
+const IDS: [u16; 20] = [
+    1, 2, 3, 4, 8, 10, 11, 12, 13, 14, 16, 17, 21, 23, 24, 25, 27, 34, 64, 99,
+];
 
 fn touch(ev: &Event<'_>) -> u64 {
     let mut acc = 0u64;
@@ -24,7 +26,8 @@ fn touch(ev: &Event<'_>) -> u64 {
             acc += v.connection_obj() + u64::from(v.abortive());
         }
         Event::RecvReq(v) => {
-            acc += v.request_id() + v.connection_id() + u64::from(v.remote().port());
+            acc +=
+                v.request_id() + v.connection_id() + u64::from(v.remote().map_or(0, |a| a.port()));
             acc += u64::from(v.short_length_field());
         }
         Event::Parse(v) => {

@@ -358,6 +358,12 @@ fn truncated_user_data_is_counted_without_panic() {
                 },
                 &mut out,
             );
+            if e.id == 1 && n >= 16 {
+                // RecvReq with both ids but a cut address: kept, the address counted as unparsed.
+                assert_eq!(c.counters().undecodable, before);
+                assert_eq!(c.counters().unparsed_addresses, 1, "RecvReq cut to {n}");
+                continue;
+            }
             let counted = c.counters().undecodable - before;
             assert_eq!(
                 counted,

@@ -340,3 +340,31 @@ fn committed_fixtures_replay() {
         );
     }
 }
+
+/// `Get-WinEvent -Path trace.etl -Oldest | ForEach-Object { $_.ToXml() }`: no XML declaration,
+/// no `<Events>` root, single-quoted attributes, binary rendered as bare hex.
+#[test]
+fn get_winevent_to_xml_style() {
+    let s = scenario();
+    let mut text = String::new();
+    for e in &s.evs {
+        let x = e
+            .xml(false)
+            .replace('"', "'")
+            .replace(">0x0", ">0")
+            .replace(">0x1", ">1");
+        text.push_str(&x.replace("\r\n", ""));
+        text.push('\n');
+    }
+    assert!(!text.starts_with("<?xml"));
+    let dir = temp_dir("winevent");
+    let path = dir.join("events.xml");
+    std::fs::write(&path, &text).unwrap();
+    assert!(etw::detect(text.as_bytes()));
+    let (report, txs, _, _) = replay(&path, &ReadOptions::default());
+    assert_eq!(report.format, Format::EventXml);
+    assert_eq!(report.malformed_records, 0);
+    let (direct, _) = run(&s.evs);
+    assert_eq!(sorted(txs), sorted(direct));
+    let _ = std::fs::remove_dir_all(dir);
+}

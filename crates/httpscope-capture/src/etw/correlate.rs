@@ -145,6 +145,8 @@ pub struct EtwCounters {
     pub missing_related_activity: u64,
     /// RecvReq events on a connection whose ConnConnect was not seen (still used).
     pub unknown_connection: u64,
+    /// RecvReq events whose client address is in no known layout (the connection's is used).
+    pub unparsed_addresses: u64,
     /// Events for a request that is not tracked (finished already, or begun before the trace).
     pub unknown_request: u64,
     /// Events seen twice for the same request or connection (the first is kept).
@@ -311,7 +313,11 @@ impl Correlator {
                     self.counters.missing_related_activity += 1;
                     return;
                 };
-                self.on_recv_req(id, req_id, ts, v.remote(), out);
+                let remote = v.remote();
+                if remote.is_none() {
+                    self.counters.unparsed_addresses += 1;
+                }
+                self.on_recv_req(id, req_id, ts, remote, out);
             }
             Event::Parse(v) => {
                 let mut url = std::mem::take(&mut self.scratch);
@@ -437,7 +443,7 @@ impl Correlator {
         conn_id: Guid,
         req_id: Guid,
         ts: u64,
-        remote: SocketAddr,
+        remote: Option<SocketAddr>,
         out: &mut Vec<Transaction>,
     ) {
         let (server, client) = match self.conns.get_mut(&conn_id) {
@@ -446,7 +452,7 @@ impl Correlator {
                 if c.pending.len() < MAX_PENDING_PER_CONN && !c.pending.contains(&req_id) {
                     c.pending.push(req_id);
                 }
-                (Some(c.local), c.remote)
+                (Some(c.local), Some(c.remote))
             }
             None => {
                 self.counters.unknown_connection += 1;
@@ -470,7 +476,7 @@ impl Correlator {
         }
         r.seen |= SEEN_RECV;
         r.conn = conn_id;
-        r.client = Some(client);
+        r.client = client;
         r.server = server;
         r.start = r.start.min(ts);
         self.try_complete(req_id, out);

@@ -338,38 +338,36 @@ impl<T: AsRef<[u8]>> ConnObj<T> {
 /// RemoteAddr` in version 0 ([M], [J]). Windows Server 2022 writes `RemoteAddrLength` as 16
 /// bits (user data 34 bytes for IPv4 instead of 36, [D]'s warning); both layouts are
 /// recognised from the content, as [D] suggests: the 32-bit reading is taken only when it is a
-/// valid sockaddr length that ends the user data exactly.
+/// valid sockaddr length that ends the user data exactly. Because [D] also reports an IPv6
+/// size this layout does not explain, an address in neither layout does not reject the event:
+/// the ids are what correlation needs (the client address also comes with ConnConnect), so
+/// [`remote`](Self::remote) is then `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct RecvReq<T: AsRef<[u8]>> {
     buffer: T,
-    addr_at: usize,
+    addr_at: Option<usize>,
 }
 
 impl<T: AsRef<[u8]>> RecvReq<T> {
-    /// Validates the layout (either width of `RemoteAddrLength`).
+    /// Validates the layout (the two ids; the address in either width when recognisable).
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        need(b, 0, 18)?;
+        need(b, 0, 16)?;
         let ok_len = |l: usize| l == SOCKADDR_IN_LEN || l == SOCKADDR_IN6_LEN;
+        let mut addr_at = None;
         if b.len() >= 20 {
             let l32 = u32_at(b, 16) as usize;
-            if ok_len(l32) && b.len() == 20 + l32 {
-                check_sockaddr(b, 20, l32)?;
-                return Ok(RecvReq {
-                    buffer,
-                    addr_at: 20,
-                });
+            if ok_len(l32) && b.len() == 20 + l32 && check_sockaddr(b, 20, l32).is_ok() {
+                addr_at = Some(20);
             }
         }
-        let l16 = u16_at(b, 16) as usize;
-        if !ok_len(l16) {
-            return Err(DecodeError::BadAddressLength);
+        if addr_at.is_none() && b.len() >= 18 {
+            let l16 = u16_at(b, 16) as usize;
+            if ok_len(l16) && check_sockaddr(b, 18, l16).is_ok() {
+                addr_at = Some(18);
+            }
         }
-        check_sockaddr(b, 18, l16)?;
-        Ok(RecvReq {
-            buffer,
-            addr_at: 18,
-        })
+        Ok(RecvReq { buffer, addr_at })
     }
     /// HTTP.sys's request id.
     pub fn request_id(&self) -> u64 {
@@ -379,13 +377,13 @@ impl<T: AsRef<[u8]>> RecvReq<T> {
     pub fn connection_id(&self) -> u64 {
         u64_at(self.buffer.as_ref(), 8)
     }
-    /// Whether this is the layout with a 16-bit `RemoteAddrLength`.
+    /// Whether the address was found in the layout with a 16-bit `RemoteAddrLength`.
     pub fn short_length_field(&self) -> bool {
-        self.addr_at == 18
+        self.addr_at == Some(18)
     }
-    /// The client address.
-    pub fn remote(&self) -> SocketAddr {
-        sockaddr_at(self.buffer.as_ref(), self.addr_at)
+    /// The client address, when it is in a recognised layout.
+    pub fn remote(&self) -> Option<SocketAddr> {
+        self.addr_at.map(|at| sockaddr_at(self.buffer.as_ref(), at))
     }
 }
 
@@ -1005,7 +1003,14 @@ mod tests {
         let b = RecvReq::new_checked(&short[..]).unwrap();
         assert!(!a.short_length_field() && b.short_length_field());
         assert_eq!(a.remote(), b.remote());
-        assert_eq!(a.remote(), "[2001:db8::5]:443".parse().unwrap());
+        assert_eq!(a.remote(), Some("[2001:db8::5]:443".parse().unwrap()));
+        // Ids but an address in no known layout: accepted, without address.
+        let odd = RecvReq::new_checked(&v0[..44]).unwrap();
+        assert_eq!((odd.request_id(), odd.remote()), (7, None));
+        assert_eq!(
+            RecvReq::new_checked(&v0[..15]).unwrap_err(),
+            DecodeError::Truncated
+        );
         assert_eq!((b.request_id(), b.connection_id()), (7, 9));
         assert_eq!(v0.len(), 48);
         assert_eq!(short.len(), 46);
