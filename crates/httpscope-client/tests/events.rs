@@ -593,3 +593,54 @@ async fn total_limit_evicts_an_idle_connection_of_another_host() {
     );
     assert_eq!(stats.total.closed(CloseReason::Evicted), 1);
 }
+
+/// Adds 1xx responses to a [`Log`] (they cost an allocation per request, so are opt-in).
+struct Informational(Log);
+
+impl httpscope_client::Observer for Informational {
+    fn interest(&self) -> httpscope_client::Interest {
+        httpscope_client::Interest::ALWAYS.with_informational()
+    }
+    fn informational(&self, e: &httpscope_client::observer::Informational<'_>) {
+        httpscope_client::Observer::informational(&self.0, e)
+    }
+}
+
+#[tokio::test]
+async fn informational_responses_when_asked_for() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = Client::builder()
+        .observer((log.clone(), Informational(log.clone())))
+        .build()
+        .unwrap();
+    let mut post = http::Request::new(Bytes::from_static(b"abc"));
+    *post.method_mut() = http::Method::POST;
+    *post.uri_mut() = uri(addr, "/");
+    post.headers_mut()
+        .insert("expect", http::HeaderValue::from_static("100-continue"));
+    let res = c.send(post).await.unwrap();
+    assert_eq!(res.status(), 200);
+    res.into_body().bytes().await.unwrap();
+    let names = log.of(1);
+    let info = names.iter().position(|n| n == "informational(100)");
+    let head = names.iter().position(|n| n == "response_headers(200)");
+    assert!(info.is_some() && info < head, "{names:?}");
+
+    // Without the opt-in, no 1xx event (and no per-request allocation for it).
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    let mut post = http::Request::new(Bytes::from_static(b"abc"));
+    *post.method_mut() = http::Method::POST;
+    *post.uri_mut() = uri(addr, "/");
+    post.headers_mut()
+        .insert("expect", http::HeaderValue::from_static("100-continue"));
+    c.send(post)
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(!log.names().iter().any(|n| n.starts_with("informational")));
+}

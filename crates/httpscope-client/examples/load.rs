@@ -1,0 +1,139 @@
+//! Whole-run comparison on one loopback server, the clients interleaved round by round so
+//! that the machine's noise hits them alike: hyper-util's legacy client, reqwest,
+//! httpscope-client with `Noop`, and httpscope-client with every hook on plus the
+//! Prometheus recorder.
+//!
+//!     cargo run --release -p httpscope-client --example load -- [ROUNDS] [REQUESTS] [CONCURRENCY]
+//!
+//! Each round runs every client once (the order rotates every round) for REQUESTS requests
+//! with CONCURRENCY tasks on one current-thread runtime; the server runs on another thread.
+//! Reported: median requests/s over the rounds (with min..max), p50 and p99 latency over all
+//! requests, and the ratios of each round (median, min..max).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::Subject;
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+async fn run(
+    subject: &Subject,
+    uri: &http::Uri,
+    url: &str,
+    n: usize,
+    c: usize,
+) -> (Duration, Vec<Duration>) {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let per_task = n / c;
+    for _ in 0..c {
+        let (s, u, url) = (subject.clone(), uri.clone(), url.to_owned());
+        tasks.spawn(async move {
+            let mut lat = Vec::with_capacity(per_task);
+            for _ in 0..per_task {
+                let t = Instant::now();
+                assert_eq!(s.get(&u, &url).await, 5);
+                lat.push(t.elapsed());
+            }
+            lat
+        });
+    }
+    let mut all = Vec::with_capacity(n);
+    while let Some(r) = tasks.join_next().await {
+        all.extend(r.expect("task"));
+    }
+    (start.elapsed(), all)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
+}
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .map(|a| a.parse::<usize>().expect("numbers"));
+    let rounds = args.next().unwrap_or(7);
+    let requests = args.next().unwrap_or(4000);
+    let concurrency = args.next().unwrap_or(4).max(1);
+    let addr = support::start_server();
+    let url = format!("http://{addr}/");
+    let uri: http::Uri = url.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let subjects = Arc::new(rt.block_on(async { Subject::all() }));
+    println!(
+        "rounds {rounds}, {requests} requests per client per round, concurrency {concurrency}, loadavg at start {}",
+        loadavg()
+    );
+    let k = subjects.len();
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); k];
+    let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); k];
+    rt.block_on(async {
+        for s in subjects.iter() {
+            run(s, &uri, &url, requests / 4, concurrency).await; // warm-up
+        }
+        for round in 0..rounds {
+            for j in 0..k {
+                let i = (j + round) % k;
+                let (took, l) = run(&subjects[i], &uri, &url, requests, concurrency).await;
+                rps[i].push(l.len() as f64 / took.as_secs_f64());
+                lat[i].extend(l);
+            }
+        }
+    });
+    println!("loadavg at end {}", loadavg());
+    println!();
+    println!("| client | req/s (median) | min..max | p50 | p99 |");
+    println!("|---|---|---|---|---|");
+    for (i, s) in subjects.iter().enumerate() {
+        let mut r = rps[i].clone();
+        let med = median(&mut r);
+        lat[i].sort();
+        println!(
+            "| {} | {:.0} | {:.0}..{:.0} | {:.1} µs | {:.1} µs |",
+            s.name(),
+            med,
+            r[0],
+            r[r.len() - 1],
+            pct(&lat[i], 0.50).as_secs_f64() * 1e6,
+            pct(&lat[i], 0.99).as_secs_f64() * 1e6,
+        );
+    }
+    let ratio = |a: usize, b: usize| {
+        let mut v: Vec<f64> = (0..rounds).map(|r| rps[a][r] / rps[b][r]).collect();
+        let m = median(&mut v);
+        (m, v[0], v[v.len() - 1])
+    };
+    let (hu, noop, hooks) = (0, 2, 3);
+    let (m, lo, hi) = ratio(noop, hu);
+    println!();
+    println!("Noop / hyper-util, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    let (m, lo, hi) = ratio(hooks, noop);
+    println!("all hooks / Noop, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    let (m, lo, hi) = ratio(noop, 1);
+    println!("Noop / reqwest, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    if let Some(n) = subjects[hooks].events() {
+        println!("events seen by the all-hooks observer: {n}");
+    }
+}
