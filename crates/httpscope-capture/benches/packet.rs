@@ -13,10 +13,15 @@ use httpscope_model::{batch, Source};
 /// 200 keep-alive connections of 20 mixed exchanges each; with `reorder`, some data segments
 /// arrive after their successor so the reassembly holds and releases data.
 fn capture(reorder: bool) -> Vec<u8> {
-    let mut w = Writer::new(Format::Pcap { nanos: true, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: true,
+        big_endian: false,
+    });
     for c in 0..200u16 {
         let mut conv = Conversation::new(
-            format!("10.0.{}.{}:{}", c / 250, c % 250 + 1, 30000 + c).parse().unwrap(),
+            format!("10.0.{}.{}:{}", c / 250, c % 250 + 1, 30000 + c)
+                .parse()
+                .unwrap(),
             "10.1.0.1:80".parse().unwrap(),
         );
         conv.handshake();
@@ -33,15 +38,19 @@ fn capture(reorder: bool) -> Vec<u8> {
                 chunked.extend_from_slice(b"0\r\n\r\n");
                 conv.server(&chunked);
             } else {
-                let head = format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+                    body.len()
+                );
                 conv.server(&[head.as_bytes(), &body].concat());
             }
         }
         conv.close();
         if reorder {
             // Swap every third pair of consecutive data segments of the same direction.
-            let data: Vec<usize> =
-                (0..conv.segments.len()).filter(|&i| !conv.segments[i].payload.is_empty()).collect();
+            let data: Vec<usize> = (0..conv.segments.len())
+                .filter(|&i| !conv.segments[i].payload.is_empty())
+                .collect();
             for (n, w) in data.windows(2).enumerate() {
                 let (a, b) = (w[0], w[1]);
                 if n % 3 == 0 && conv.segments[a].src == conv.segments[b].src {

@@ -20,7 +20,9 @@ fn main() {
     while let Some(a) = args.next() {
         match a.as_str() {
             "--list" => list = true,
-            "--port" => cfg.ports.push(args.next().and_then(|p| p.parse().ok()).expect("--port N")),
+            "--port" => cfg
+                .ports
+                .push(args.next().and_then(|p| p.parse().ok()).expect("--port N")),
             _ => files.push(PathBuf::from(a)),
         }
     }

@@ -9,7 +9,9 @@ use httpscope_capture::packet::{read_files, PacketConfig};
 use httpscope_model::{batch, Source, Transaction};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/packet").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/packet")
+        .join(name)
 }
 
 /// nginx's log: (method, uri, status, body bytes sent).
@@ -19,7 +21,12 @@ fn expected() -> Vec<(String, String, u16, u64)> {
         .lines()
         .map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
-            (f[0].to_owned(), f[1].to_owned(), f[2].parse().unwrap(), f[3].parse().unwrap())
+            (
+                f[0].to_owned(),
+                f[1].to_owned(),
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+            )
         })
         .collect()
 }
@@ -45,12 +52,18 @@ fn check(name: &str) {
             (m, t.path.clone(), t.status.unwrap_or(0))
         })
         .collect();
-    let want_keys: Vec<_> = want.iter().map(|w| (w.0.clone(), w.1.clone(), w.2)).collect();
+    let want_keys: Vec<_> = want
+        .iter()
+        .map(|w| (w.0.clone(), w.1.clone(), w.2))
+        .collect();
     assert_eq!(got, want_keys, "{name}");
     for (t, w) in txs.iter().zip(&want) {
         assert!(!t.incomplete, "{name}: {t:?}");
         assert_eq!(t.server, Some("127.0.0.1:18091".parse().unwrap()), "{name}");
-        assert!(t.end_ns >= t.start_ns && t.end_ns - t.start_ns < 5_000_000_000, "{name}");
+        assert!(
+            t.end_ns >= t.start_ns && t.end_ns - t.start_ns < 5_000_000_000,
+            "{name}"
+        );
         // nginx counts the body bytes it sent (chunk framing included); so do we, off the
         // wire. Its count also takes in the interim "HTTP/1.1 100 Continue\r\n\r\n" (25
         // bytes) it sent before the final response to the upload; we do not.
@@ -84,7 +97,14 @@ fn tshark_agrees_on_the_requests() {
     let Ok(out) = std::process::Command::new("tshark")
         .args(["-r"])
         .arg(fixture("nginx-curl-lo.pcap"))
-        .args(["-d", "tcp.port==18091,http", "-Y", "http.request", "-T", "fields"])
+        .args([
+            "-d",
+            "tcp.port==18091,http",
+            "-Y",
+            "http.request",
+            "-T",
+            "fields",
+        ])
         .args(["-e", "http.request.method", "-e", "http.request.uri"])
         .output()
     else {
@@ -95,7 +115,10 @@ fn tshark_agrees_on_the_requests() {
         .lines()
         .map(|l| {
             let mut f = l.split('\t');
-            (f.next().unwrap_or("").to_owned(), f.next().unwrap_or("").to_owned())
+            (
+                f.next().unwrap_or("").to_owned(),
+                f.next().unwrap_or("").to_owned(),
+            )
         })
         .collect();
     let ours: Vec<(String, String)> = read("nginx-curl-lo.pcap")

@@ -24,7 +24,10 @@ fn conv(port: u16) -> Conversation {
 }
 
 fn ok(body: &str) -> String {
-    format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 fn head(len: usize) -> String {
@@ -33,7 +36,16 @@ fn head(len: usize) -> String {
 
 /// What a transaction must be: (method, path, status, request bytes, response bytes,
 /// client, server, incomplete).
-type Want = (Option<Method>, String, Option<u16>, u64, u64, SocketAddr, SocketAddr, bool);
+type Want = (
+    Option<Method>,
+    String,
+    Option<u16>,
+    u64,
+    u64,
+    SocketAddr,
+    SocketAddr,
+    bool,
+);
 
 fn want(
     method: Option<Method>,
@@ -44,7 +56,16 @@ fn want(
     c: &Conversation,
     incomplete: bool,
 ) -> Want {
-    (method, path.to_owned(), status, req, resp, c.client, c.server, incomplete)
+    (
+        method,
+        path.to_owned(),
+        status,
+        req,
+        resp,
+        c.client,
+        c.server,
+        incomplete,
+    )
 }
 
 fn got(t: &Transaction) -> Want {
@@ -69,7 +90,12 @@ const GET: Option<Method> = Some(Method::Get);
 
 fn scenarios() -> Vec<Scenario> {
     let mut all = Vec::new();
-    let mut add = |c: Conversation, want: Vec<Want>| all.push(Scenario { segments: c.segments, want });
+    let mut add = |c: Conversation, want: Vec<Want>| {
+        all.push(Scenario {
+            segments: c.segments,
+            want,
+        })
+    };
 
     // Keep-alive: three exchanges on one connection, one with a request body.
     let mut c = conv(40001);
@@ -163,7 +189,13 @@ fn scenarios() -> Vec<Scenario> {
     let mut c = conv(40007);
     c.handshake();
     c.client(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n");
-    c.server(&[b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".as_slice(), &[b'b'; 3000]].concat());
+    c.server(
+        &[
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n".as_slice(),
+            &[b'b'; 3000],
+        ]
+        .concat(),
+    );
     c.server_close();
     let w = vec![want(GET, "/stream", Some(200), 0, 3000, &c, false)];
     add(c, w);
@@ -172,7 +204,13 @@ fn scenarios() -> Vec<Scenario> {
     let mut c = conv(40008);
     c.handshake();
     c.client(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n");
-    c.server(&[b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".as_slice(), &[b'b'; 5000]].concat());
+    c.server(
+        &[
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".as_slice(),
+            &[b'b'; 5000],
+        ]
+        .concat(),
+    );
     c.reset(true);
     let w = vec![want(GET, "/big", Some(200), 0, 5000, &c, true)];
     add(c, w);
@@ -213,7 +251,9 @@ fn scenarios() -> Vec<Scenario> {
     c.server(&[head(10000).as_bytes(), &[b'r'; 10000]].concat());
     c.close();
     let w = vec![want(GET, "/reorder", Some(200), 0, 10000, &c, false)];
-    let data: Vec<usize> = (0..c.segments.len()).filter(|&i| !c.segments[i].payload.is_empty()).collect();
+    let data: Vec<usize> = (0..c.segments.len())
+        .filter(|&i| !c.segments[i].payload.is_empty())
+        .collect();
     // data[0] is the request; data[1..] the response.
     c.segments.swap(data[3], data[5]);
     c.segments.swap(data[1], data[2]);
@@ -234,7 +274,9 @@ fn scenarios() -> Vec<Scenario> {
         want(GET, "/lossy", Some(200), 0, 8000, &c, false),
         want(GET, "/after-loss", Some(200), 0, 2, &c, false),
     ];
-    let data: Vec<usize> = (0..c.segments.len()).filter(|&i| !c.segments[i].payload.is_empty()).collect();
+    let data: Vec<usize> = (0..c.segments.len())
+        .filter(|&i| !c.segments[i].payload.is_empty())
+        .collect();
     c.segments.remove(data[4]);
     add(c, w);
 
@@ -250,7 +292,11 @@ fn scenarios() -> Vec<Scenario> {
         want(None, "", Some(200), 0, 3, &c, true),
         want(GET, "/m2", Some(200), 0, 2, &c, false),
     ];
-    let first_data = c.segments.iter().position(|s| !s.payload.is_empty()).unwrap();
+    let first_data = c
+        .segments
+        .iter()
+        .position(|s| !s.payload.is_empty())
+        .unwrap();
     c.segments.remove(first_data);
     add(c, w);
 
@@ -348,12 +394,27 @@ fn every_scenario_in_every_format_gives_the_exact_transactions() {
     let segments = interleave(&scenarios);
     let want = sorted(scenarios.iter().flat_map(|s| s.want.clone()).collect());
     for format in [
-        Format::Pcap { nanos: false, big_endian: false },
-        Format::Pcap { nanos: true, big_endian: true },
-        Format::PcapNg { tsresol: [9, 6], interfaces: 2 },
+        Format::Pcap {
+            nanos: false,
+            big_endian: false,
+        },
+        Format::Pcap {
+            nanos: true,
+            big_endian: true,
+        },
+        Format::PcapNg {
+            tsresol: [9, 6],
+            interfaces: 2,
+        },
     ] {
         let mut w = Writer::new(format);
         w.segments(&segments);
+        if let Some(dir) = std::env::var_os("HTTPSCOPE_FUZZ_SEEDS") {
+            // Seeds for fuzz/fuzz_targets/packet_capture.rs: a flags byte of 0, then the file.
+            let name = format!("synth-{format:?}").replace(|c: char| !c.is_alphanumeric(), "_");
+            let seed = [&[0u8][..], w.bytes()].concat();
+            std::fs::write(Path::new(&dir).join(name), seed).unwrap();
+        }
         let (txs, stats, report) = run(w.bytes(), &PacketConfig::default());
         let got = sorted(txs.iter().map(got).collect());
         assert_eq!(got, want, "{format:?}");
@@ -365,7 +426,11 @@ fn every_scenario_in_every_format_gives_the_exact_transactions() {
         assert_eq!(report.transactions, want.len() as u64);
         assert_eq!(stats.dropped.total(), 0, "{:?}", stats.dropped);
         // The loss scenario produced gaps, and the lost request a resync.
-        assert!(stats.parse.gaps >= 2 && stats.parse.gap_bytes >= 1000, "{:?}", stats.parse);
+        assert!(
+            stats.parse.gaps >= 2 && stats.parse.gap_bytes >= 1000,
+            "{:?}",
+            stats.parse
+        );
     }
 }
 
@@ -373,10 +438,16 @@ fn every_scenario_in_every_format_gives_the_exact_transactions() {
 fn each_scenario_alone_in_order() {
     // Alone, so a failure names the scenario.
     for s in scenarios() {
-        let mut w = Writer::new(Format::Pcap { nanos: true, big_endian: false });
+        let mut w = Writer::new(Format::Pcap {
+            nanos: true,
+            big_endian: false,
+        });
         w.segments(&s.segments);
         let (txs, _, _) = run(w.bytes(), &PacketConfig::default());
-        assert_eq!(sorted(txs.iter().map(got).collect()), sorted(s.want.clone()));
+        assert_eq!(
+            sorted(txs.iter().map(got).collect()),
+            sorted(s.want.clone())
+        );
     }
 }
 
@@ -389,7 +460,10 @@ fn timing_comes_from_the_capture_clock() {
     c.step_ns = 2_000_000;
     c.server(ok("t").as_bytes());
     let end = c.segments[c.segments.len() - 2].ts_ns;
-    let mut w = Writer::new(Format::Pcap { nanos: true, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: true,
+        big_endian: false,
+    });
     w.segments(&c.segments);
     let (txs, _, _) = run(w.bytes(), &PacketConfig::default());
     assert_eq!(txs.len(), 1);
@@ -400,29 +474,51 @@ fn timing_comes_from_the_capture_clock() {
 #[test]
 fn port_filter_keeps_only_those_ports() {
     let scenarios = scenarios();
-    let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: false,
+        big_endian: false,
+    });
     w.segments(&interleave(&scenarios));
-    let cfg = PacketConfig { ports: vec![8080], ..PacketConfig::default() };
+    let cfg = PacketConfig {
+        ports: vec![8080],
+        ..PacketConfig::default()
+    };
     let (txs, _, report) = run(w.bytes(), &cfg);
-    assert_eq!(txs.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), vec!["/v6"]);
+    assert_eq!(
+        txs.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(),
+        vec!["/v6"]
+    );
     assert_eq!(report.connections, 1);
 }
 
 #[test]
 fn caps_are_counted_not_exceeded() {
     let scenarios = scenarios();
-    let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: false,
+        big_endian: false,
+    });
     w.segments(&interleave(&scenarios));
     // Room for three connections only.
-    let cfg = PacketConfig { max_connections: 3, ..PacketConfig::default() };
+    let cfg = PacketConfig {
+        max_connections: 3,
+        ..PacketConfig::default()
+    };
     let (txs, stats, _) = run(w.bytes(), &cfg);
-    let limited = stats.dropped.get(httpscope_model::telemetry::DropReason::ConnectionLimit);
+    let limited = stats
+        .dropped
+        .get(httpscope_model::telemetry::DropReason::ConnectionLimit);
     assert!(limited > 0);
     assert!(txs.len() < 20);
     // No room to hold anything ahead of a hole: reordered data becomes gaps, counted.
-    let cfg = PacketConfig { max_buffered_bytes_per_connection: 0, ..PacketConfig::default() };
+    let cfg = PacketConfig {
+        max_buffered_bytes_per_connection: 0,
+        ..PacketConfig::default()
+    };
     let (_, stats, _) = run(w.bytes(), &cfg);
-    let overflows = stats.dropped.get(httpscope_model::telemetry::DropReason::StreamBufferLimit);
+    let overflows = stats
+        .dropped
+        .get(httpscope_model::telemetry::DropReason::StreamBufferLimit);
     assert!(overflows > 0);
 }
 
@@ -437,12 +533,23 @@ fn idle_connections_expire() {
     d.handshake();
     d.client(b"GET /later HTTP/1.1\r\nHost: x\r\n\r\n");
     d.server(ok("").as_bytes());
-    let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: false,
+        big_endian: false,
+    });
     w.segments(&c.segments);
     w.segments(&d.segments);
     let (txs, stats, _) = run(w.bytes(), &PacketConfig::default());
-    assert_eq!(stats.dropped.get(httpscope_model::telemetry::DropReason::Expired), 1);
-    let paths: Vec<_> = txs.iter().map(|t| (t.path.as_str(), t.incomplete)).collect();
+    assert_eq!(
+        stats
+            .dropped
+            .get(httpscope_model::telemetry::DropReason::Expired),
+        1
+    );
+    let paths: Vec<_> = txs
+        .iter()
+        .map(|t| (t.path.as_str(), t.incomplete))
+        .collect();
     assert_eq!(paths, vec![("/idle", true), ("/later", false)]);
 }
 
@@ -454,7 +561,10 @@ fn truncated_file_is_read_up_to_the_cut_with_a_warning() {
     c.server(ok("w").as_bytes());
     c.client(b"GET /cut HTTP/1.1\r\nHost: x\r\n\r\n");
     c.server(ok("c").as_bytes());
-    let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: false,
+        big_endian: false,
+    });
     w.segments(&c.segments);
     let mut bytes = w.into_bytes();
     bytes.truncate(bytes.len() - 30);
@@ -465,11 +575,20 @@ fn truncated_file_is_read_up_to_the_cut_with_a_warning() {
     let (tx, rx) = batch::channel(Source::Packet, 64);
     let seen = std::sync::Mutex::new(Vec::new());
     let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
-    let report = read_files(&[path.clone()], &PacketConfig::default(), &tx, Some(&progress)).unwrap();
+    let report = read_files(
+        &[path.clone()],
+        &PacketConfig::default(),
+        &tx,
+        Some(&progress),
+    )
+    .unwrap();
     drop(tx);
     let txs: Vec<_> = rx.receiver().iter().flat_map(|b| b.transactions).collect();
     let warning = report.warning.unwrap();
-    assert!(warning.contains("cut.pcap") && warning.contains("truncated"), "{warning}");
+    assert!(
+        warning.contains("cut.pcap") && warning.contains("truncated"),
+        "{warning}"
+    );
     assert_eq!(txs[0].path, "/whole");
     assert!(!txs[0].incomplete);
     let last = *seen.lock().unwrap().last().unwrap();
@@ -483,7 +602,13 @@ fn truncated_file_is_read_up_to_the_cut_with_a_warning() {
     let err = read_files(&[text], &PacketConfig::default(), &tx, None).unwrap_err();
     assert!(matches!(err, PacketError::NotACapture { .. }));
     assert!(err.to_string().contains("not a capture"), "{err}");
-    let err = read_files(&[dir.join("missing.pcap")], &PacketConfig::default(), &tx, None).unwrap_err();
+    let err = read_files(
+        &[dir.join("missing.pcap")],
+        &PacketConfig::default(),
+        &tx,
+        None,
+    )
+    .unwrap_err();
     assert!(matches!(err, PacketError::Io { .. }));
     std::fs::remove_dir_all(&dir).unwrap();
 }

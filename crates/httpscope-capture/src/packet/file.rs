@@ -56,8 +56,16 @@ struct Iface {
 }
 
 enum Format {
-    Pcap { big_endian: bool, nanos: bool, modified: bool, link: Link },
-    PcapNg { big_endian: bool, ifaces: Vec<Iface> },
+    Pcap {
+        big_endian: bool,
+        nanos: bool,
+        modified: bool,
+        link: Link,
+    },
+    PcapNg {
+        big_endian: bool,
+        ifaces: Vec<Iface>,
+    },
 }
 
 struct Buffer<R> {
@@ -133,16 +141,29 @@ pub(crate) fn read_capture<R: Read>(
     mut on_packet: impl FnMut(u64, Link, &[u8]),
     mut on_progress: impl FnMut(u64),
 ) -> Result<ReadEnd, OpenError> {
-    let mut b = Buffer { reader, buf: vec![0; BUFFER], start: 0, end: 0, eof: false, offset: 0 };
+    let mut b = Buffer {
+        reader,
+        buf: vec![0; BUFFER],
+        start: 0,
+        end: 0,
+        eof: false,
+        offset: 0,
+    };
     if !b.want(4).map_err(OpenError::Io)? {
         return Err(OpenError::NotACapture);
     }
     let magic = [b.data()[0], b.data()[1], b.data()[2], b.data()[3]];
     let mut format = match magic {
-        [0x0a, 0x0d, 0x0d, 0x0a] => Format::PcapNg { big_endian: false, ifaces: Vec::new() },
+        [0x0a, 0x0d, 0x0d, 0x0a] => Format::PcapNg {
+            big_endian: false,
+            ifaces: Vec::new(),
+        },
         _ => {
             let m = u32::from_le_bytes(magic);
-            if !matches!(m, 0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1) {
+            if !matches!(
+                m,
+                0xa1b2_c3d4 | 0xa1b2_3c4d | 0xa1b2_cd34 | 0xd4c3_b2a1 | 0x4d3c_b2a1
+            ) {
                 return Err(OpenError::NotACapture);
             }
             if !b.want(24).map_err(OpenError::Io)? {
@@ -174,7 +195,12 @@ pub(crate) fn read_capture<R: Read>(
         }
         let data = b.data();
         let parsed = match &mut format {
-            Format::Pcap { big_endian, nanos, modified, link } => {
+            Format::Pcap {
+                big_endian,
+                nanos,
+                modified,
+                link,
+            } => {
                 let r = if *modified {
                     pcap_parser::parse_pcap_frame_modified(data)
                 } else if *big_endian {
@@ -219,9 +245,15 @@ pub(crate) fn read_capture<R: Read>(
                                 }
                             }
                             Block::EnhancedPacket(epb) => match ifaces.get(epb.if_id as usize) {
-                                Some(Iface { link: Some(link), units, offset_s }) => {
-                                    let raw = (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
-                                    let ns = u128::from(raw) * 1_000_000_000 / u128::from((*units).max(1));
+                                Some(Iface {
+                                    link: Some(link),
+                                    units,
+                                    offset_s,
+                                }) => {
+                                    let raw =
+                                        (u64::from(epb.ts_high) << 32) | u64::from(epb.ts_low);
+                                    let ns = u128::from(raw) * 1_000_000_000
+                                        / u128::from((*units).max(1));
                                     let ns = (ns as i128 + i128::from(*offset_s) * 1_000_000_000)
                                         .clamp(0, i128::from(u64::MAX));
                                     last_ts = ns as u64;
@@ -233,9 +265,9 @@ pub(crate) fn read_capture<R: Read>(
                             Block::SimplePacket(spb) => match ifaces.first() {
                                 // A simple packet block has no timestamp: it inherits the
                                 // previous packet's.
-                                Some(Iface { link: Some(link), .. }) => {
-                                    on_packet(last_ts, *link, spb.packet_data())
-                                }
+                                Some(Iface {
+                                    link: Some(link), ..
+                                }) => on_packet(last_ts, *link, spb.packet_data()),
                                 Some(_) => end.unsupported_link += 1,
                                 None => end.unknown_interface += 1,
                             },
@@ -291,7 +323,9 @@ pub(crate) fn read_capture<R: Read>(
         // Every described interface has a link type we do not decode: say so rather than
         // report an empty result.
         if !ifaces.is_empty() && ifaces.iter().all(|i| i.link.is_none()) {
-            return Err(OpenError::UnsupportedLinkType(end.unsupported_linktype.unwrap_or(-1)));
+            return Err(OpenError::UnsupportedLinkType(
+                end.unsupported_linktype.unwrap_or(-1),
+            ));
         }
     }
     Ok(end)
@@ -304,16 +338,25 @@ mod tests {
 
     fn frames() -> Vec<(u64, Vec<u8>)> {
         (0..5u64)
-            .map(|i| (1_700_000_000_123_456_789 + i * 1_001_001, vec![i as u8; 60 + i as usize]))
+            .map(|i| {
+                (
+                    1_700_000_000_123_456_789 + i * 1_001_001,
+                    vec![i as u8; 60 + i as usize],
+                )
+            })
             .collect()
     }
 
     fn read(bytes: &[u8]) -> (Vec<(u64, Vec<u8>)>, ReadEnd) {
         let mut got = Vec::new();
-        let end = read_capture(bytes, |ts, link, f| {
-            assert_eq!(link, Link::Ethernet);
-            got.push((ts, f.to_vec()))
-        }, |_| {})
+        let end = read_capture(
+            bytes,
+            |ts, link, f| {
+                assert_eq!(link, Link::Ethernet);
+                got.push((ts, f.to_vec()))
+            },
+            |_| {},
+        )
         .unwrap();
         (got, end)
     }
@@ -338,7 +381,10 @@ mod tests {
 
     #[test]
     fn pcapng_interfaces_with_their_own_resolution() {
-        let mut w = Writer::new(Format::PcapNg { tsresol: [6, 9], interfaces: 2 });
+        let mut w = Writer::new(Format::PcapNg {
+            tsresol: [6, 9],
+            interfaces: 2,
+        });
         for (ts, f) in frames() {
             w.frame(ts, &f);
         }
@@ -357,7 +403,10 @@ mod tests {
 
     #[test]
     fn truncated_file_reports_where_it_stopped() {
-        let mut w = Writer::new(Format::Pcap { nanos: true, big_endian: false });
+        let mut w = Writer::new(Format::Pcap {
+            nanos: true,
+            big_endian: false,
+        });
         for (ts, f) in frames() {
             w.frame(ts, &f);
         }
@@ -381,10 +430,19 @@ mod tests {
 
     #[test]
     fn not_a_capture_and_unsupported_link_types() {
-        assert!(matches!(read_capture(&b""[..], |_, _, _| {}, |_| {}), Err(OpenError::NotACapture)));
+        assert!(matches!(
+            read_capture(&b""[..], |_, _, _| {}, |_| {}),
+            Err(OpenError::NotACapture)
+        ));
         let text = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
-        assert!(matches!(read_capture(&text[..], |_, _, _| {}, |_| {}), Err(OpenError::NotACapture)));
-        let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+        assert!(matches!(
+            read_capture(&text[..], |_, _, _| {}, |_| {}),
+            Err(OpenError::NotACapture)
+        ));
+        let mut w = Writer::new(Format::Pcap {
+            nanos: false,
+            big_endian: false,
+        });
         w.frame(0, &[0; 20]);
         let mut bytes = w.into_bytes();
         bytes[20..24].copy_from_slice(&147u32.to_le_bytes()); // LINKTYPE_USER0
@@ -392,7 +450,10 @@ mod tests {
             read_capture(&bytes[..], |_, _, _| {}, |_| {}),
             Err(OpenError::UnsupportedLinkType(147))
         ));
-        let mut w = Writer::new(Format::PcapNg { tsresol: [6, 6], interfaces: 1 });
+        let mut w = Writer::new(Format::PcapNg {
+            tsresol: [6, 6],
+            interfaces: 1,
+        });
         w.frame(0, &[0; 20]);
         let mut bytes = w.into_bytes();
         // The IDB's link type is right after the 28-byte SHB and the IDB's 8-byte header.
@@ -405,7 +466,10 @@ mod tests {
 
     #[test]
     fn damaged_record_length_stops_with_a_warning() {
-        let mut w = Writer::new(Format::Pcap { nanos: false, big_endian: false });
+        let mut w = Writer::new(Format::Pcap {
+            nanos: false,
+            big_endian: false,
+        });
         for (ts, f) in frames() {
             w.frame(ts, &f);
         }

@@ -60,7 +60,11 @@ impl FlowKey {
         };
         let (x, y) = ((ip(src), sport), (ip(dst), dport));
         let (lo, hi) = if x <= y { (x, y) } else { (y, x) };
-        FlowKey { a: lo.0, b: hi.0, ports: (u32::from(lo.1) << 16) | u32::from(hi.1) }
+        FlowKey {
+            a: lo.0,
+            b: hi.0,
+            ports: (u32::from(lo.1) << 16) | u32::from(hi.1),
+        }
     }
 }
 
@@ -119,7 +123,11 @@ impl Tracker {
         let mut stats = std::mem::take(&mut self.stats);
         stats.parse.merge(&parse);
         self.totals.transactions += transactions.len() as u64;
-        Batch { source: Source::Packet, transactions, stats }
+        Batch {
+            source: Source::Packet,
+            transactions,
+            stats,
+        }
     }
 
     fn wanted(&self, seg: &Segment<'_>) -> bool {
@@ -213,7 +221,11 @@ impl Tracker {
             }
             // The SYN sender (or, for a SYN-ACK whose SYN we missed, its receiver; or the
             // first sender) is the tuple's src; the parser decides who is the client.
-            let tuple = if syn && ack { ConnTuple::new(dst, src) } else { ConnTuple::new(src, dst) };
+            let tuple = if syn && ack {
+                ConnTuple::new(dst, src)
+            } else {
+                ConnTuple::new(src, dst)
+            };
             let meta = ConnMeta {
                 source: Source::Packet,
                 from_start: syn,
@@ -236,8 +248,14 @@ impl Tracker {
             self.totals.connections += 1;
             self.flows.insert(key, Slot::Live(Box::new(flow)));
         }
-        let Some(Slot::Live(flow)) = self.flows.get_mut(&key) else { return };
-        let dir = if src == flow.tuple.src { Direction::Forward } else { Direction::Reverse };
+        let Some(Slot::Live(flow)) = self.flows.get_mut(&key) else {
+            return;
+        };
+        let dir = if src == flow.tuple.src {
+            Direction::Forward
+        } else {
+            Direction::Reverse
+        };
         let d = usize::from(dir == Direction::Reverse);
         if ts > flow.last_ts {
             flow.last_ts = ts;
@@ -249,20 +267,36 @@ impl Tracker {
             flow.streams[d].syn(seg.seq);
         }
         let ignoring = flow.parser.is_ignoring();
-        let Flow { streams, parser, .. } = &mut **flow;
+        let Flow {
+            streams, parser, ..
+        } = &mut **flow;
         let (a, b) = streams.split_at_mut(1);
-        let (this, other) = if d == 0 { (&mut a[0], &mut b[0]) } else { (&mut b[0], &mut a[0]) };
+        let (this, other) = if d == 0 {
+            (&mut a[0], &mut b[0])
+        } else {
+            (&mut b[0], &mut a[0])
+        };
         let out = &mut self.out;
         let held_before = this.held_bytes() + other.held_bytes();
 
         if carries {
             self.stats.bytes += seg.payload.len() as u64;
-            let seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
+            let seq = if syn {
+                seg.seq.wrapping_add(1)
+            } else {
+                seg.seq
+            };
             let per_conn = self.cfg.max_buffered_bytes_per_connection;
-            let room_total = self.cfg.max_buffered_bytes_total.saturating_sub(self.held_total);
+            let room_total = self
+                .cfg
+                .max_buffered_bytes_total
+                .saturating_sub(self.held_total);
             let budget = if ignoring {
                 // The parser ignores this connection: hold nothing for it.
-                Budget { bytes: 0, segments: 0 }
+                Budget {
+                    bytes: 0,
+                    segments: 0,
+                }
             } else {
                 Budget {
                     bytes: per_conn
@@ -271,7 +305,9 @@ impl Tracker {
                     segments: MAX_HELD_SEGMENTS,
                 }
             };
-            this.segment(seq, seg.payload, seg.missing, budget, &mut |p| feed(parser, dir, ts, p, out));
+            this.segment(seq, seg.payload, seg.missing, budget, &mut |p| {
+                feed(parser, dir, ts, p, out)
+            });
             if !ignoring {
                 let n = std::mem::take(&mut this.events.budget_overflows);
                 self.stats.dropped.add(DropReason::StreamBufferLimit, n);
@@ -316,9 +352,15 @@ fn feed(parser: &mut Connection, dir: Direction, ts: u64, piece: Piece<'_>, out:
 
 /// Delivers what is held (holes become gaps), then closes the parser.
 fn close_flow(flow: &mut Flow, ts: u64, out: &mut Output, held_total: &mut usize) {
-    let Flow { streams, parser, .. } = flow;
+    let Flow {
+        streams, parser, ..
+    } = flow;
     for (i, s) in streams.iter_mut().enumerate() {
-        let dir = if i == 0 { Direction::Forward } else { Direction::Reverse };
+        let dir = if i == 0 {
+            Direction::Forward
+        } else {
+            Direction::Reverse
+        };
         *held_total -= s.held_bytes();
         s.flush(&mut |p| feed(parser, dir, ts, p, out));
     }

@@ -83,7 +83,10 @@ fn setsockopt<T>(fd: libc::c_int, level: libc::c_int, name: libc::c_int, v: &T) 
 }
 
 fn open(interface: &str) -> Result<Socket, PacketError> {
-    let live_err = |source| PacketError::Live { interface: interface.to_owned(), source };
+    let live_err = |source| PacketError::Live {
+        interface: interface.to_owned(),
+        source,
+    };
     let ifindex = if interface == "any" {
         0
     } else {
@@ -98,7 +101,13 @@ fn open(interface: &str) -> Result<Socket, PacketError> {
     };
     let proto = (libc::ETH_P_ALL as u16).to_be();
     // SAFETY: plain socket creation; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, proto.into()) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            proto.into(),
+        )
+    };
     if fd < 0 {
         return Err(live_err(io::Error::last_os_error()));
     }
@@ -125,7 +134,10 @@ fn open(interface: &str) -> Result<Socket, PacketError> {
     if setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &SOCKET_BUFFER).is_err() {
         let _ = setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUF, &SOCKET_BUFFER);
     }
-    let tv = libc::timeval { tv_sec: 0, tv_usec: 100_000 };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 100_000,
+    };
     setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv).map_err(live_err)?;
     Ok(sock)
 }
@@ -152,7 +164,10 @@ fn kernel_drops(fd: libc::c_int) -> u64 {
 }
 
 fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// Captures on `interface` (a name such as `eth0` or `lo`, or `"any"` for all interfaces)
@@ -192,8 +207,15 @@ pub fn capture_live(
         if n < 0 {
             let e = io::Error::last_os_error();
             match e.kind() {
-                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted => {}
-                _ => return Err(PacketError::Live { interface: interface.to_owned(), source: e }),
+                io::ErrorKind::WouldBlock
+                | io::ErrorKind::TimedOut
+                | io::ErrorKind::Interrupted => {}
+                _ => {
+                    return Err(PacketError::Live {
+                        interface: interface.to_owned(),
+                        source: e,
+                    })
+                }
             }
         } else {
             let frame = &buf[..n as usize];

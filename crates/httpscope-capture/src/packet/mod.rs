@@ -224,12 +224,17 @@ pub fn read_files(
     tx: &BatchSender,
     progress: Option<&(dyn Fn(u64, u64) + Sync)>,
 ) -> Result<FileReport, PacketError> {
-    let total: u64 =
-        paths.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let total: u64 = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
     let mut run = Run::new(cfg);
     let mut done = 0u64;
     for path in paths {
-        let f = File::open(path).map_err(|source| PacketError::Io { path: path.clone(), source })?;
+        let f = File::open(path).map_err(|source| PacketError::Io {
+            path: path.clone(),
+            source,
+        })?;
         let base = done;
         let on_progress = |n: u64| {
             if let Some(p) = progress {
@@ -280,7 +285,12 @@ impl Run {
         tx: &BatchSender,
         on_progress: impl FnMut(u64),
     ) -> Result<u64, PacketError> {
-        let Run { tracker, counts, batch_size, .. } = self;
+        let Run {
+            tracker,
+            counts,
+            batch_size,
+            ..
+        } = self;
         let mut sent: Result<(), Disconnected> = Ok(());
         let end = file::read_capture(
             reader,
@@ -293,18 +303,27 @@ impl Run {
             on_progress,
         )
         .map_err(|e| match e {
-            file::OpenError::Io(source) => PacketError::Io { path: path.to_owned(), source },
-            file::OpenError::NotACapture => PacketError::NotACapture { path: path.to_owned() },
-            file::OpenError::UnsupportedLinkType(linktype) => {
-                PacketError::UnsupportedLinkType { path: path.to_owned(), linktype }
-            }
+            file::OpenError::Io(source) => PacketError::Io {
+                path: path.to_owned(),
+                source,
+            },
+            file::OpenError::NotACapture => PacketError::NotACapture {
+                path: path.to_owned(),
+            },
+            file::OpenError::UnsupportedLinkType(linktype) => PacketError::UnsupportedLinkType {
+                path: path.to_owned(),
+                linktype,
+            },
         })?;
         sent?;
         self.report.files += 1;
         self.report.bytes += end.bytes;
         self.report.unsupported_link += end.unsupported_link + end.unknown_interface;
         if let Some(why) = end.stopped {
-            let w = format!("{}: {why}; the rest of the file was skipped", path.display());
+            let w = format!(
+                "{}: {why}; the rest of the file was skipped",
+                path.display()
+            );
             self.report.warning = Some(match self.report.warning.take() {
                 Some(prev) => format!("{prev}; {w}"),
                 None => w,

@@ -167,7 +167,14 @@ impl Stream {
         let key = dist(next, seq);
         let at = self.held.partition_point(|h| dist(next, h.seq) <= key);
         self.held_bytes += data.len();
-        self.held.insert(at, Held { seq, data: data.to_vec(), lost });
+        self.held.insert(
+            at,
+            Held {
+                seq,
+                data: data.to_vec(),
+                lost,
+            },
+        );
     }
 
     /// The peer acknowledged everything before `ack`: if we are waiting on a hole that the
@@ -287,10 +294,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const BIG: Budget = Budget { bytes: 1 << 20, segments: 1024 };
+    const BIG: Budget = Budget {
+        bytes: 1 << 20,
+        segments: 1024,
+    };
 
     /// What came out: the bytes, with gaps as `None` per lost byte.
-    fn run(stream: &mut Stream, f: impl FnOnce(&mut Stream, &mut dyn FnMut(Piece<'_>))) -> Vec<Option<u8>> {
+    fn run(
+        stream: &mut Stream,
+        f: impl FnOnce(&mut Stream, &mut dyn FnMut(Piece<'_>)),
+    ) -> Vec<Option<u8>> {
         let mut out = Vec::new();
         let mut sink = |p: Piece<'_>| match p {
             Piece::Data(d) => out.extend(d.iter().map(|&b| Some(b))),
@@ -333,10 +346,24 @@ mod tests {
     fn budget_overflow_gives_up_the_hole() {
         let mut s = Stream::default();
         s.syn(0);
-        let small = Budget { bytes: 4, segments: 8 };
+        let small = Budget {
+            bytes: 4,
+            segments: 8,
+        };
         assert_eq!(seg(&mut s, 3, b"cd", small), vec![]);
         let out = seg(&mut s, 5, b"efg", small);
-        assert_eq!(out, vec![None, None, Some(b'c'), Some(b'd'), Some(b'e'), Some(b'f'), Some(b'g')]);
+        assert_eq!(
+            out,
+            vec![
+                None,
+                None,
+                Some(b'c'),
+                Some(b'd'),
+                Some(b'e'),
+                Some(b'f'),
+                Some(b'g')
+            ]
+        );
         assert_eq!(s.events.budget_overflows, 1);
         // A segment too big to hold at all.
         let out = seg(&mut s, 10, b"0123456789", small);
@@ -375,7 +402,9 @@ mod tests {
     fn snap_length_loss_becomes_a_gap() {
         let mut s = Stream::default();
         s.syn(0);
-        let out = run(&mut s, |s, sink| s.segment(1, b"ab", 3, BIG, &mut |p| sink(p)));
+        let out = run(&mut s, |s, sink| {
+            s.segment(1, b"ab", 3, BIG, &mut |p| sink(p))
+        });
         assert_eq!(out, vec![Some(b'a'), Some(b'b'), None, None, None]);
         assert_eq!(seg(&mut s, 6, b"z", BIG), some(b"z"));
     }

@@ -87,15 +87,22 @@ impl Conversation {
     }
 
     fn push(&mut self, from_client: bool, flags: u8, payload: &[u8]) {
-        let (i, src, dst) =
-            if from_client { (0, self.client, self.server) } else { (1, self.server, self.client) };
+        let (i, src, dst) = if from_client {
+            (0, self.client, self.server)
+        } else {
+            (1, self.server, self.client)
+        };
         self.ts_ns += self.step_ns;
         let seg = TcpSegment {
             ts_ns: self.ts_ns,
             src,
             dst,
             seq: self.seq[i],
-            ack: if flags == tcp_flags::SYN { 0 } else { self.seq[1 - i] },
+            ack: if flags == tcp_flags::SYN {
+                0
+            } else {
+                self.seq[1 - i]
+            },
             flags,
             payload: payload.to_vec(),
         };
@@ -184,7 +191,11 @@ pub struct Writer {
 impl Writer {
     /// A capture with its file header already written.
     pub fn new(format: Format) -> Self {
-        let mut w = Writer { out: Vec::new(), format, count: 0 };
+        let mut w = Writer {
+            out: Vec::new(),
+            format,
+            count: 0,
+        };
         match format {
             Format::Pcap { nanos, big_endian } => {
                 let magic: u32 = if nanos { 0xa1b2_3c4d } else { 0xa1b2_c3d4 };
@@ -196,7 +207,10 @@ impl Writer {
                 w.u32(262_144, big_endian);
                 w.u32(1, big_endian);
             }
-            Format::PcapNg { tsresol, interfaces } => {
+            Format::PcapNg {
+                tsresol,
+                interfaces,
+            } => {
                 // Section header block: no options.
                 w.block(0x0a0d_0d0a, &{
                     let mut b = Vec::new();
@@ -224,11 +238,13 @@ impl Writer {
     }
 
     fn u16(&mut self, v: u16, be: bool) {
-        self.out.extend_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() });
+        self.out
+            .extend_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() });
     }
 
     fn u32(&mut self, v: u32, be: bool) {
-        self.out.extend_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() });
+        self.out
+            .extend_from_slice(&if be { v.to_be_bytes() } else { v.to_le_bytes() });
     }
 
     fn block(&mut self, kind: u32, body: &[u8]) {
@@ -255,7 +271,10 @@ impl Writer {
                 self.u32(frame.len() as u32, big_endian);
                 self.out.extend_from_slice(frame);
             }
-            Format::PcapNg { tsresol, interfaces } => {
+            Format::PcapNg {
+                tsresol,
+                interfaces,
+            } => {
                 let iface = (self.count % u64::from(interfaces.clamp(1, 2))) as usize;
                 let units = ts_ns as u128 * 10u128.pow(u32::from(tsresol[iface])) / 1_000_000_000;
                 let mut b = Vec::with_capacity(20 + frame.len());

@@ -141,13 +141,19 @@ pub(crate) fn decode(link: Link, frame: &[u8]) -> Result<Segment<'_>, Skip> {
             if frame.len() < field::SLL_HEADER {
                 return Err(Skip::Malformed);
             }
-            by_ethertype(be16(frame, field::SLL_PROTOCOL), &frame[field::SLL_HEADER..])?
+            by_ethertype(
+                be16(frame, field::SLL_PROTOCOL),
+                &frame[field::SLL_HEADER..],
+            )?
         }
         Link::Sll2 => {
             if frame.len() < field::SLL2_HEADER {
                 return Err(Skip::Malformed);
             }
-            by_ethertype(be16(frame, field::SLL2_PROTOCOL), &frame[field::SLL2_HEADER..])?
+            by_ethertype(
+                be16(frame, field::SLL2_PROTOCOL),
+                &frame[field::SLL2_HEADER..],
+            )?
         }
     };
     // Null/loop and raw framings carry the family in a header whose byte order depends on the
@@ -169,7 +175,10 @@ fn ethernet_payload(frame: &[u8]) -> Result<&[u8], Skip> {
     let mut ethertype = be16(frame, field::ETH_TYPE);
     let mut at = field::ETH_HEADER;
     let mut tags = 0;
-    while matches!(ethertype, ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD) {
+    while matches!(
+        ethertype,
+        ETHERTYPE_VLAN | ETHERTYPE_QINQ | ETHERTYPE_QINQ_OLD
+    ) {
         tags += 1;
         if tags > 4 || frame.len() < at + field::VLAN_TAG {
             return Err(Skip::Malformed);
@@ -315,7 +324,28 @@ mod tests {
     }
 
     fn ipv4(payload: &[u8], frag: u16) -> Vec<u8> {
-        let mut ip = vec![0x45, 0, 0, 0, 0, 0, 0, 0, 64, IPPROTO_TCP, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut ip = vec![
+            0x45,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            64,
+            IPPROTO_TCP,
+            0,
+            0,
+            10,
+            0,
+            0,
+            1,
+            10,
+            0,
+            0,
+            2,
+        ];
         ip[2..4].copy_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
         ip[6..8].copy_from_slice(&frag.to_be_bytes());
         ip.extend_from_slice(payload);
@@ -407,10 +437,18 @@ mod tests {
         assert_eq!(s.dst, IpAddr::V6(Ipv6Addr::LOCALHOST));
         // A real fragment.
         let frag = [IPPROTO_TCP, 0, 0, 0x09, 0, 0, 0, 1];
-        assert_eq!(decode(Link::Raw, &ipv6(&frag, 44, &tcp(b"x"))), Err(Skip::Fragment));
+        assert_eq!(
+            decode(Link::Raw, &ipv6(&frag, 44, &tcp(b"x"))),
+            Err(Skip::Fragment)
+        );
         // An atomic fragment (offset 0, no more fragments) is whole.
         let frag = [IPPROTO_TCP, 0, 0, 0, 0, 0, 0, 1];
-        assert_eq!(decode(Link::Raw, &ipv6(&frag, 44, &tcp(b"x"))).unwrap().payload, b"x");
+        assert_eq!(
+            decode(Link::Raw, &ipv6(&frag, 44, &tcp(b"x")))
+                .unwrap()
+                .payload,
+            b"x"
+        );
         // An extension header running past the packet.
         let ip = ipv6(&[IPPROTO_TCP, 200], 0, &[]);
         assert_eq!(decode(Link::Raw, &ip), Err(Skip::Malformed));
@@ -436,7 +474,11 @@ mod tests {
 
     #[test]
     fn truncated_headers_never_panic() {
-        let f = eth(&[ETHERTYPE_VLAN], ETHERTYPE_IPV6, &ipv6(&[], IPPROTO_TCP, &tcp(b"abc")));
+        let f = eth(
+            &[ETHERTYPE_VLAN],
+            ETHERTYPE_IPV6,
+            &ipv6(&[], IPPROTO_TCP, &tcp(b"abc")),
+        );
         for n in 0..f.len() {
             let _ = decode(Link::Ethernet, &f[..n]);
             let _ = decode(Link::Raw, &f[n..]);
