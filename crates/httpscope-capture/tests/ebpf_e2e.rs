@@ -286,16 +286,13 @@ fn find<'a>(
         .collect()
 }
 
-fn check_pair(
-    txs: &[Transaction],
-    method: Method,
-    path: &str,
-    status: u16,
-    req_bytes: u64,
-    resp_bytes: u64,
-    client_pid: Option<u32>,
-    client_comm: Option<&str>,
-) {
+/// What one request should look like: method, path, status, request and response body bytes.
+type Expect<'a> = (Method, &'a str, u16, u64, u64);
+
+/// Checks the server-side (this process) and client-side (pid, comm) transactions of a request.
+fn check_pair(txs: &[Transaction], expect: Expect<'_>, client: (Option<u32>, Option<&str>)) {
+    let (method, path, status, req_bytes, resp_bytes) = expect;
+    let (client_pid, client_comm) = client;
     let server = find(txs, Side::Server, method, path);
     let client = find(txs, Side::Client, method, path);
     assert_eq!(
@@ -376,43 +373,23 @@ fn hyper_keep_alive_big_post_and_404_on_both_sides() {
     let (txs, report) = cap.finish();
     check_pair(
         &txs,
-        Method::Get,
-        "/hello",
-        200,
-        0,
-        11,
-        Some(pid_ka),
-        Some("curl"),
+        (Method::Get, "/hello", 200, 0, 11),
+        (Some(pid_ka), Some("curl")),
     );
     check_pair(
         &txs,
-        Method::Get,
-        "/missing",
-        404,
-        0,
-        4,
-        Some(pid_ka),
-        Some("curl"),
+        (Method::Get, "/missing", 404, 0, 4),
+        (Some(pid_ka), Some("curl")),
     );
     check_pair(
         &txs,
-        Method::Get,
-        "/big",
-        200,
-        0,
-        BIG as u64,
-        Some(pid_ka),
-        Some("curl"),
+        (Method::Get, "/big", 200, 0, BIG as u64),
+        (Some(pid_ka), Some("curl")),
     );
     check_pair(
         &txs,
-        Method::Post,
-        "/upload",
-        201,
-        100_000,
-        12,
-        Some(pid_post),
-        Some("curl"),
+        (Method::Post, "/upload", 201, 100_000, 12),
+        (Some(pid_post), Some("curl")),
     );
     assert_eq!(txs.len(), 8, "{txs:#?}");
     // Keep-alive: the three GETs of one side share one connection (one client port).
@@ -485,13 +462,8 @@ fn hyper_ipv6_loopback() {
     let (txs, _) = cap.finish();
     check_pair(
         &txs,
-        Method::Get,
-        "/hello",
-        200,
-        0,
-        11,
-        Some(pid),
-        Some("curl"),
+        (Method::Get, "/hello", 200, 0, 11),
+        (Some(pid), Some("curl")),
     );
     let s = find(&txs, Side::Server, Method::Get, "/hello")[0];
     assert_eq!(s.server, Some(server.addr), "IPv6 server address");
@@ -524,13 +496,8 @@ fn capture_bytes_and_filters_apply() {
     );
     check_pair(
         &txs,
-        Method::Get,
-        "/big",
-        200,
-        0,
-        BIG as u64,
-        None,
-        Some("curl"),
+        (Method::Get, "/big", 200, 0, BIG as u64),
+        (None, Some("curl")),
     );
     // 1 MiB in, 1 MiB out, captured at most 4096 bytes per event.
     assert!(report.stats.bytes < 2 * BIG as u64, "{report:?}");

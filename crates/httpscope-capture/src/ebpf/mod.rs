@@ -320,7 +320,7 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
     };
     // SAFETY: ts is a valid timespec to write into.
     unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
 }
 
 /// The kernel's `bpf_ktime_get_ns` clock.
