@@ -154,3 +154,149 @@ impl Streams {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use httpscope_model::Side;
+
+    use super::*;
+    use crate::ebpf::event::{RawEvent, EVENT_SIZE};
+
+    /// One ring-buffer record as the kernel writes it.
+    fn record(
+        cookie: u64,
+        ts: u64,
+        local: &str,
+        remote: &str,
+        dir: u8,
+        payload: &[u8],
+        len: u32,
+    ) -> Vec<u8> {
+        let (l, r): (SocketAddr, SocketAddr) = (local.parse().unwrap(), remote.parse().unwrap());
+        let v4 = |a: SocketAddr| match a.ip() {
+            std::net::IpAddr::V4(ip) => {
+                let mut b = [0u8; 16];
+                b[..4].copy_from_slice(&ip.octets());
+                b
+            }
+            std::net::IpAddr::V6(ip) => ip.octets(),
+        };
+        let raw = RawEvent {
+            ts_ns: ts,
+            cookie,
+            tgid: 7,
+            tid: 7,
+            len,
+            captured: payload.len() as u32,
+            family: if l.is_ipv4() { 2 } else { 10 },
+            lport: l.port(),
+            rport: r.port(),
+            kind: if len == 0 && payload.is_empty() { 2 } else { 1 },
+            direction: dir,
+            syscall: 1,
+            flags: 1,
+            laddr: v4(l),
+            raddr: v4(r),
+            comm: *b"srv\0\0\0\0\0\0\0\0\0\0\0\0\0",
+            ..RawEvent::default()
+        };
+        // SAFETY: RawEvent is repr(C) plain data without padding bytes.
+        let bytes =
+            unsafe { std::slice::from_raw_parts(&raw as *const RawEvent as *const u8, EVENT_SIZE) };
+        let mut v = bytes.to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn feed(s: &mut Streams, rec: &[u8], out: &mut Output, st: &mut SourceStats) {
+        s.event(&Event::new_checked(rec).unwrap(), out, st);
+    }
+
+    const REQ: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n";
+    const RESP_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+
+    #[test]
+    fn reused_tuple_with_a_new_cookie_is_a_new_connection_and_lengths_fill_bodies() {
+        let mut s = Streams::new(
+            Config::default(),
+            16,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            0,
+        );
+        let (mut out, mut st) = (Output::default(), SourceStats::default());
+        let (srv, cli) = ("127.0.0.1:80", "127.0.0.1:40000");
+        // Connection 1 (cookie 1): request received, head + 100 body bytes captured of 1040 sent.
+        feed(
+            &mut s,
+            &record(1, 10, srv, cli, 1, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        let mut first = RESP_HEAD.to_vec();
+        first.extend_from_slice(&[b'x'; 100]);
+        feed(
+            &mut s,
+            &record(1, 20, srv, cli, 0, &first, RESP_HEAD.len() as u32 + 1000),
+            &mut out,
+            &mut st,
+        );
+        // Connection 2 reuses the same ports but is another socket (cookie 2): its request
+        // must not be paired with anything of connection 1.
+        feed(
+            &mut s,
+            &record(2, 30, srv, cli, 1, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        assert_eq!(s.len(), 2);
+        assert_eq!(out.transactions.len(), 1, "{:?}", out.transactions);
+        let t = &out.transactions[0];
+        assert_eq!(
+            (t.status, t.response_bytes, t.side, t.pid),
+            (Some(200), 1000, Some(Side::Server), Some(7))
+        );
+        assert_eq!(t.server, Some(srv.parse().unwrap()));
+        // Close of cookie 2, then sweep: its request becomes incomplete.
+        feed(
+            &mut s,
+            &record(2, 40, srv, cli, 0, b"", 0),
+            &mut out,
+            &mut st,
+        );
+        s.sweep(50, &mut out, &mut st);
+        assert_eq!(s.len(), 1);
+        assert_eq!(out.transactions.len(), 2);
+        assert!(out.transactions[1].incomplete);
+    }
+
+    #[test]
+    fn connection_limit_and_idle_expiry_are_counted() {
+        let mut s = Streams::new(
+            Config::default(),
+            1,
+            Duration::from_nanos(100),
+            Duration::ZERO,
+            0,
+        );
+        let (mut out, mut st) = (Output::default(), SourceStats::default());
+        feed(
+            &mut s,
+            &record(1, 10, "[::1]:80", "[::1]:5000", 1, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        feed(
+            &mut s,
+            &record(2, 10, "[::1]:80", "[::1]:5001", 1, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        assert_eq!(st.dropped.get(DropReason::ConnectionLimit), 1);
+        s.sweep(1_000, &mut out, &mut st);
+        assert_eq!(st.dropped.get(DropReason::Expired), 1);
+        assert!(s.is_empty());
+    }
+}
