@@ -1,7 +1,12 @@
 //! The HTTP/1 stream parser on realistic traffic, one connection at a time, single core.
 //!
-//! Run: `cargo bench -p httpscope-http --bench parse`. Figures go in BENCHMARKS.md.
+//! Run: `cargo bench -p httpscope-http --bench parse`. Times are the benchmark thread's CPU
+//! time ([`cpu_time`]), so the figures are per core even on a busy machine. Figures go in
+//! BENCHMARKS.md.
 
+mod cpu_time;
+
+use cpu_time::ThreadCpuTime;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use httpscope_http::{Config, ConnMeta, Connection, Direction, Output};
 use httpscope_model::ConnTuple;
@@ -24,6 +29,12 @@ Date: Sun, 22 Nov 2026 03:00:00 GMT\r\nContent-Type: application/json\r\n\
 Content-Length: 49\r\nConnection: keep-alive\r\nCache-Control: no-cache\r\n\r\n\
 {\"id\":12345,\"name\":\"Ada\",\"email\":\"a@example.com\"}";
 
+/// What wrk sends, and nginx's answer to it (a 20-byte body).
+const SMALL_REQUEST: &str = "GET /index.html HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n";
+const SMALL_RESPONSE: &str = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\n\
+Date: Sun, 22 Nov 2026 03:00:00 GMT\r\nContent-Type: text/html\r\nContent-Length: 20\r\n\
+Connection: keep-alive\r\n\r\n<html>small</html>\r\n";
+
 fn workload(name: &'static str, chunks: Vec<(Direction, Vec<u8>)>, transactions: u64) -> Workload {
     let bytes = chunks.iter().map(|(_, c)| c.len() as u64).sum();
     Workload {
@@ -37,10 +48,20 @@ fn workload(name: &'static str, chunks: Vec<(Direction, Vec<u8>)>, transactions:
 fn small_gets(n: usize) -> Workload {
     let mut chunks = Vec::new();
     for _ in 0..n {
+        chunks.push((Direction::Forward, SMALL_REQUEST.as_bytes().to_vec()));
+        chunks.push((Direction::Reverse, SMALL_RESPONSE.as_bytes().to_vec()));
+    }
+    workload("small_keepalive_gets", chunks, n as u64)
+}
+
+/// Browser-like requests (user agent, cookies, accept headers) and API responses.
+fn browser_gets(n: usize) -> Workload {
+    let mut chunks = Vec::new();
+    for _ in 0..n {
         chunks.push((Direction::Forward, REQUEST.as_bytes().to_vec()));
         chunks.push((Direction::Reverse, RESPONSE.as_bytes().to_vec()));
     }
-    workload("small_keepalive_gets", chunks, n as u64)
+    workload("browser_keepalive_gets", chunks, n as u64)
 }
 
 fn pipelined(n: usize, depth: usize) -> Workload {
@@ -128,17 +149,18 @@ fn parse(w: &Workload, out: &mut Output) {
     out.stats = Default::default();
 }
 
-fn bench(c: &mut Criterion) {
+fn bench(c: &mut Criterion<ThreadCpuTime>) {
     let mut out = Output::default();
     let workloads = [
         small_gets(10_000),
+        browser_gets(10_000),
         pipelined(10_000, 10),
         chunked(64, 262_144, 4096),
         large_bodies(16, 1 << 20),
         mix(),
     ];
     let mut by_tx = c.benchmark_group("http1_transactions");
-    for w in &workloads[..2] {
+    for w in &workloads[..3] {
         by_tx.throughput(Throughput::Elements(w.transactions));
         by_tx.bench_with_input(BenchmarkId::from_parameter(w.name), w, |b, w| {
             b.iter(|| parse(black_box(w), &mut out))
@@ -155,5 +177,9 @@ fn bench(c: &mut Criterion) {
     by_bytes.finish();
 }
 
-criterion_group!(benches, bench);
+criterion_group! {
+    name = benches;
+    config = Criterion::default().with_measurement(ThreadCpuTime);
+    targets = bench
+}
 criterion_main!(benches);

@@ -1,7 +1,8 @@
 //! Counting through a chunked body (RFC 9112 §7.1) without copying it.
 //!
-//! `httparse::parse_chunk_size` needs a whole size line in one slice; a body split at any
-//! byte across captured chunks would then have to be buffered. This decoder instead keeps a
+//! A chunk-size parser that needs a whole size line in one slice (like
+//! `httparse::parse_chunk_size`) would force buffering a body split at any byte across
+//! captured chunks. This decoder instead keeps a
 //! few bytes of state and resumes anywhere: size line, extensions, data (skipped in bulk),
 //! the CRLF after each chunk, and trailer fields.
 

@@ -370,7 +370,7 @@ impl Http1 {
                 State::Head => {
                     let max = ctx.cfg.max_head_bytes;
                     if half.buf.is_empty() {
-                        // Fast path: the head starts this chunk, so let httparse find its end
+                        // Fast path: the head starts this chunk, so let the head parser find its end
                         // too. Only a partial or bad head falls through to scanning, which
                         // buffers a split head and locates a bad one's end.
                         let kind = half.role.unwrap_or(half.head_kind);
@@ -462,7 +462,7 @@ impl Http1 {
         let kind = half.role.unwrap_or(half.head_kind);
         let parsed = match parse_head(kind, bytes, ctx.cfg) {
             Ok(Some((head, _))) => Ok(head),
-            // `bytes` ends with the empty line, so httparse must have found a whole head.
+            // `bytes` ends with the empty line, so the parser must have found a whole head.
             Ok(None) => Err(match kind {
                 Kind::Request => ParseError::InvalidRequest,
                 Kind::Response => ParseError::InvalidResponse,

@@ -5,8 +5,9 @@
 //! TCP connection and feed it the payload of both directions in arrival order, each chunk
 //! with a timestamp. The connection first decides from the first bytes whether it carries
 //! HTTP/1.x, HTTP/2 or something else ([`Protocol`]); non-HTTP connections are counted and
-//! then cost one branch per chunk. HTTP/1 connections run a push parser per direction that
-//! wraps `httparse`: heads may be split at any byte, bodies are skipped by counting (never
+//! then cost one branch per chunk. HTTP/1 connections run a push parser per direction: heads
+//! may be split at any byte (only the request or status line and the framing fields are
+//! read, nothing is kept), bodies are skipped by counting (never
 //! copied), requests are paired with responses in order (pipelining), and lost bytes or a
 //! start in the middle of a stream make it resynchronise on the next message head instead of
 //! failing for good. Whatever is left at close becomes an `incomplete` transaction.
