@@ -368,3 +368,29 @@ fn get_winevent_to_xml_style() {
     assert_eq!(sorted(txs), sorted(direct));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Events rendered without the provider's manifest carry the raw user data as
+/// `<BinaryEventData>` hex: it goes through the decoder as is.
+#[test]
+fn binary_event_data_is_raw_user_data() {
+    let s = scenario();
+    let mut xml = String::from("<Events>\n");
+    for e in &s.evs {
+        let full = e.xml(false);
+        let start = full.find("<EventData>").unwrap();
+        let end = full.find("</EventData>").unwrap() + "</EventData>".len();
+        let hex: String = e.bytes().iter().map(|b| format!("{b:02X}")).collect();
+        xml.push_str(&full[..start]);
+        xml.push_str(&format!("<BinaryEventData>{hex}</BinaryEventData>"));
+        xml.push_str(&full[end..]);
+    }
+    xml.push_str("</Events>\n");
+    let dir = temp_dir("binary");
+    let path = dir.join("events.xml");
+    std::fs::write(&path, &xml).unwrap();
+    let (report, txs, _, _) = replay(&path, &ReadOptions::default());
+    assert_eq!(report.malformed_records, 0);
+    let (direct, _) = run(&s.evs);
+    assert_eq!(sorted(txs), sorted(direct));
+    let _ = std::fs::remove_dir_all(dir);
+}

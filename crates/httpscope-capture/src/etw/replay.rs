@@ -397,7 +397,7 @@ fn replay_xml(
             source.count_undecodable();
             continue;
         };
-        if wire::template(event_id, rec.version).is_none() {
+        if rec.binary.is_none() && wire::template(event_id, rec.version).is_none() {
             // An event httpscope does not read: hand it on as such (counted as ignored).
             let ev = RawEvent {
                 event_id,

@@ -32,6 +32,8 @@ pub(crate) struct XmlRecord {
     pub activity_id: Guid,
     pub related_activity_id: Option<Guid>,
     pub fields: Vec<(String, String)>,
+    /// `<BinaryEventData>`: the raw user data, hex, when the renderer had no manifest.
+    pub binary: Option<String>,
     text_len: usize,
     overflow: bool,
 }
@@ -46,6 +48,7 @@ impl XmlRecord {
         self.activity_id = Guid::NIL;
         self.related_activity_id = None;
         self.fields.clear();
+        self.binary = None;
         self.text_len = 0;
         self.overflow = false;
     }
@@ -73,6 +76,23 @@ impl XmlRecord {
         out.clear();
         if self.overflow {
             return None;
+        }
+        if let Some(hex) = &self.binary {
+            // Not rendered by field: the user data itself.
+            let h = hex.trim();
+            let h = h
+                .strip_prefix("0x")
+                .or_else(|| h.strip_prefix("0X"))
+                .unwrap_or(h);
+            if !h.len().is_multiple_of(2) {
+                return None;
+            }
+            for pair in h.as_bytes().chunks_exact(2) {
+                let hi = (pair[0] as char).to_digit(16)?;
+                let lo = (pair[1] as char).to_digit(16)?;
+                out.push((hi * 16 + lo) as u8);
+            }
+            return Some(());
         }
         let template = wire::template(self.event_id?, self.version)?;
         let mut binary: Vec<u8> = Vec::new();
@@ -151,6 +171,7 @@ enum Text {
     EventId,
     Version,
     Data,
+    Binary,
 }
 
 /// Streams `<Event>` records out of event XML.
@@ -215,6 +236,10 @@ impl<R: BufRead> XmlEvents<R> {
                         }
                         b"EventID" => text = Text::EventId,
                         b"Version" => text = Text::Version,
+                        b"BinaryEventData" if !empty => {
+                            r.binary = Some(String::new());
+                            text = Text::Binary;
+                        }
                         b"TimeCreated" => {
                             for a in e.attributes().flatten() {
                                 if a.key.local_name().as_ref() == b"SystemTime" {
@@ -277,6 +302,13 @@ impl<R: BufRead> XmlEvents<R> {
                                 r.overflow = true;
                             } else if let Some(last) = r.fields.last_mut() {
                                 last.1.push_str(&v);
+                            }
+                        }
+                        Text::Binary => {
+                            r.text_len += v.len();
+                            match r.binary.as_mut() {
+                                Some(b) if r.text_len <= MAX_EVENT_TEXT => b.push_str(&v),
+                                _ => r.overflow = true,
                             }
                         }
                         Text::None => {}
