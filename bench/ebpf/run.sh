@@ -2,6 +2,8 @@
 # Overhead of the eBPF source on nginx, measured side by side in one run.
 #
 #   sudo bench/ebpf/run.sh [rounds] [duration]      (defaults: 3 rounds of 10 s)
+#   BPF_STATS=1 ...   also reports the programs' in-kernel ns per request (kernel.bpf_stats_enabled
+#                     adds two clock reads per program run, so leave it off for the rate ratio)
 #
 # nginx (Debian nginx-light, 1 worker) serves a 612-byte index.html on 127.0.0.1; each round
 # runs `wrk -t2 -c32 -d10s` once without and once with the capture attached (the
@@ -55,11 +57,17 @@ for r in $(seq 1 "$ROUNDS"); do
   BASE=$(rate "$DIR/base.txt")
   printf '%-6s %-10s %12s\n' "$r" off "$BASE"
 
+  rm -f "$DIR/watch.err"
   "$WATCH" --port "$PORT" > "$DIR/watch.out" 2> "$DIR/watch.err" &
   WPID=$!
   while ! grep -q attached "$DIR/watch.err" 2>/dev/null; do sleep 0.1; done
   L0=$(lines)
+  [ -n "${BPF_STATS:-}" ] && sysctl -qw kernel.bpf_stats_enabled=1
   wrk -t2 -c32 -d"${DUR}s" "$URL" > "$DIR/mon.txt"
+  if [ -n "${BPF_STATS:-}" ]; then
+    KNS=$(bpftool prog show | awk '/name hs_/ {p=1} p && /run_time_ns/ {for (i=1;i<NF;i++) if ($i=="run_time_ns") t+=$(i+1); p=0} END {print t+0}')
+    sysctl -qw kernel.bpf_stats_enabled=0
+  fi
   sleep 1
   L1=$(lines)
   kill -INT $WPID; wait $WPID || true
@@ -72,4 +80,7 @@ for r in $(seq 1 "$ROUNDS"); do
   RATIO=$(awk -v m="$MON" -v b="$BASE" 'BEGIN { printf "%.3f", m / b }')
   printf '%-6s %-10s %12s %12s %10s %10s %12s %10s\n' "$r" on "$MON" "$TX(srv $SRV)" "$LOGGED" "$LOST" "$PER" "$RATIO"
   echo "  ebpf_watch: $OUT"
+  if [ -n "${BPF_STATS:-}" ]; then
+    awk -v k="$KNS" -v n="$LOGGED" 'BEGIN { printf "  in-kernel: %.0f ns of BPF programs per request (both sides)\n", k / n }'
+  fi
 done

@@ -522,6 +522,52 @@ fn own_process_is_excluded_by_default() {
     assert_eq!(txs[0].side, Some(Side::Client));
 }
 
+#[test]
+fn full_ring_buffer_losses_are_counted_and_reported() {
+    require_ebpf!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start("127.0.0.1:0");
+    let port = server.addr.port();
+    // The smallest ring (one page) cannot hold the events of a 1 MiB exchange.
+    let mut cap = Capture::start_with(EbpfConfig {
+        ports: vec![port],
+        ring_buffer_bytes: 4096,
+        include_self: true,
+        ..EbpfConfig::default()
+    });
+    for _ in 0..3 {
+        curl(&[&format!("http://127.0.0.1:{port}/big")]);
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    cap.pump(Duration::from_millis(200));
+    cap.stop.store(true, Ordering::SeqCst);
+    let report = cap
+        .handle
+        .take()
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("capture failed");
+    cap.pump(Duration::from_millis(10));
+    assert!(
+        report.kernel.ringbuf_lost > 0,
+        "a one-page ring overflowed: {report:?}"
+    );
+    assert_eq!(report.stats.kernel_lost, report.kernel.ringbuf_lost);
+    assert_eq!(
+        report
+            .stats
+            .dropped
+            .get(httpscope_model::telemetry::DropReason::KernelBufferFull),
+        report.kernel.ringbuf_lost
+    );
+    assert_eq!(
+        cap.kernel_lost, report.kernel.ringbuf_lost,
+        "reported in the batches too"
+    );
+    assert_no_leftovers(&report);
+}
+
 // ---------------------------------------------------------------- nginx
 
 struct Nginx {
