@@ -60,7 +60,6 @@ fn touch(ev: &Event<'_>) -> u64 {
             acc += v.request_id() + (v.reason().len() + v.request_queue_utf16().len()) as u64;
         }
         Event::Other(id) => acc += u64::from(*id),
-        _ => {}
     }
     acc
 }
