@@ -151,14 +151,14 @@ fn cache_not_modified_and_version_1_events() {
     s.cache_entry(25, 1, "http://localhost:80/logo.png", 200, 900);
     s.recv(c, req_id(1), CLIENT4);
     s.parse(req_id(1), 4, "http://localhost:80/logo.png");
-    s.from_cache(req_id(1), 17, 1, 3, 120);
+    s.served_from_cache(req_id(1), 17, 1, 3, 120);
     s.recv(c, req_id(2), CLIENT4);
     s.parse(req_id(2), 5, "http://localhost:80/logo.png");
-    s.from_cache(req_id(2), 16, 1, 3, 1100);
+    s.served_from_cache(req_id(2), 16, 1, 3, 1100);
     s.cache_entry(27, 0, "http://localhost:80/logo.png", 200, 900);
     s.recv(c, req_id(3), CLIENT4);
     s.parse(req_id(3), 4, "http://localhost:80/logo.png");
-    s.from_cache(req_id(3), 16, 0, 3, 1100);
+    s.served_from_cache(req_id(3), 16, 0, 3, 1100);
     let (txs, cnt) = run(&s.evs);
     assert_eq!(txs.len(), 3);
     assert_eq!((txs[0].status, txs[0].response_bytes), (Some(304), 0));

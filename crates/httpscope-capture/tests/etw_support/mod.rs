@@ -384,7 +384,7 @@ impl Scenario {
     }
 
     /// 16 SrvdFrmCache or 17 CachedNotModified, version 0 or 1.
-    pub fn from_cache(&mut self, req: u128, id: u16, version: u8, site: u32, bytes: u32) {
+    pub fn served_from_cache(&mut self, req: u128, id: u16, version: u8, site: u32, bytes: u32) {
         let mut f = vec![
             ("RequestObj", V::Ptr(0xFFFF_FA80_01BB_5320)),
             ("SiteId", V::U32(site)),
@@ -500,7 +500,7 @@ impl Scenario {
         self.deliver(req, 1, "DefaultAppPool", url);
         self.response(req, false, 200, "GET", 1);
         self.cache_entry(25, 0, url, 200, 5120);
-        self.from_cache(req, 16, 0, 1, 5320);
+        self.served_from_cache(req, 16, 0, 1, 5320);
         self.send(req, 11, 200);
     }
 
@@ -508,7 +508,7 @@ impl Scenario {
     pub fn flow_cache_hit(&mut self, conn: u128, req: u128, client: &str, url: &str) {
         self.recv(conn, req, client);
         self.parse(req, 4, url);
-        self.from_cache(req, 16, 0, 1, 5320);
+        self.served_from_cache(req, 16, 0, 1, 5320);
     }
 
     pub fn jsonl(&self) -> String {
