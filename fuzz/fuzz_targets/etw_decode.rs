@@ -20,46 +20,60 @@ fn touch(ev: &Event<'_>) -> u64 {
     let mut acc = 0u64;
     match ev {
         Event::ConnConnect(v) => {
-            acc += u64::from(v.local().port()) + u64::from(v.remote().port()) + v.connection_obj();
+            acc = acc.wrapping_add(
+                u64::from(v.local().port()) ^ u64::from(v.remote().port()) ^ v.connection_obj(),
+            );
         }
         Event::ConnClose(v) | Event::ConnCleanup(v) | Event::SslConnEvent(v) => {
-            acc += v.connection_obj() + u64::from(v.abortive());
+            acc = acc.wrapping_add(v.connection_obj() ^ u64::from(v.abortive()));
         }
         Event::RecvReq(v) => {
-            acc +=
-                v.request_id() + v.connection_id() + u64::from(v.remote().map_or(0, |a| a.port()));
-            acc += u64::from(v.short_length_field());
+            acc = acc.wrapping_add(
+                v.request_id() ^ v.connection_id() ^ u64::from(v.remote().map_or(0, |a| a.port())),
+            );
+            acc = acc.wrapping_add(u64::from(v.short_length_field()));
         }
         Event::Parse(v) => {
             let mut s = String::new();
             wire::utf16_to_string(v.url_utf16(), &mut s);
-            acc += wire::url_path(&s, false).len() as u64 + u64::from(v.http_verb());
-            acc += v.request_obj();
-            acc += u64::from(wire::http_verb(v.http_verb()).is_some());
+            acc =
+                acc.wrapping_add(wire::url_path(&s, false).len() as u64 ^ u64::from(v.http_verb()));
+            acc = acc.wrapping_add(v.request_obj());
+            acc = acc.wrapping_add(u64::from(wire::http_verb(v.http_verb()).is_some()));
         }
         Event::Deliver(v) => {
-            acc += v.request_id() + u64::from(v.site_id()) + u64::from(v.status());
-            acc += (v.request_queue_utf16().len() + v.url_utf16().len()) as u64;
+            acc = acc.wrapping_add(v.request_id() ^ u64::from(v.site_id()) ^ u64::from(v.status()));
+            acc = acc.wrapping_add((v.request_queue_utf16().len() ^ v.url_utf16().len()) as u64);
         }
         Event::Response { view, .. } => {
-            acc += view.request_id() + view.connection_id() + u64::from(view.status_code());
-            acc += view.verb().len() as u64 + u64::from(view.header_length());
-            acc += u64::from(view.entity_chunk_count()) + u64::from(view.cache_policy());
+            acc = acc.wrapping_add(
+                view.request_id() ^ view.connection_id() ^ u64::from(view.status_code()),
+            );
+            acc = acc.wrapping_add(view.verb().len() as u64 ^ u64::from(view.header_length()));
+            acc = acc.wrapping_add(
+                u64::from(view.entity_chunk_count()) ^ u64::from(view.cache_policy()),
+            );
         }
-        Event::Send { view, .. } => acc += view.request_id() + u64::from(view.http_status()),
+        Event::Send { view, .. } => {
+            acc = acc.wrapping_add(view.request_id() ^ u64::from(view.http_status()))
+        }
         Event::ServedFromCache { view, .. } => {
-            acc += view.request_obj() + u64::from(view.site_id()) + u64::from(view.bytes_sent());
-            acc += view.request_id().unwrap_or(0);
+            acc = acc.wrapping_add(
+                view.request_obj() ^ u64::from(view.site_id()) ^ u64::from(view.bytes_sent()),
+            );
+            acc = acc.wrapping_add(view.request_id().unwrap_or(0));
         }
         Event::CacheEntry { view, .. } => {
-            acc += view.uri_utf16().len() as u64 + u64::from(view.status_code());
-            acc += view.verb().len() as u64 + u64::from(view.header_length());
-            acc += u64::from(view.content_length()) + view.expiration_time();
+            acc = acc.wrapping_add(view.uri_utf16().len() as u64 ^ u64::from(view.status_code()));
+            acc = acc.wrapping_add(view.verb().len() as u64 ^ u64::from(view.header_length()));
+            acc = acc.wrapping_add(u64::from(view.content_length()) ^ view.expiration_time());
         }
         Event::RequestRejected(v) => {
-            acc += v.request_id() + (v.reason().len() + v.request_queue_utf16().len()) as u64;
+            acc = acc.wrapping_add(
+                v.request_id() ^ (v.reason().len() ^ v.request_queue_utf16().len()) as u64,
+            );
         }
-        Event::Other(id) => acc += u64::from(*id),
+        Event::Other(id) => acc = acc.wrapping_add(u64::from(*id)),
     }
     acc
 }
