@@ -25,12 +25,15 @@ tshark -r "$CAP" -Y http.response -T fields -e http.request_in -e http.response.
 
 secs() { grep "Elapsed (wall clock)" "$1" | awk -F': ' '{print $2}' | awk -F: '{ if (NF==3) print $1*3600+$2*60+$3; else print $1*60+$2 }'; }
 rss() { grep "Maximum resident" "$1" | awk '{print $NF}'; }
+cpu() { awk -F': ' '/User time|System time/ { t += $2 } END { print t }' "$1"; }
 HS=$(secs "$OUT/httpscope.time"); TS=$(secs "$OUT/tshark.time")
+HC=$(cpu "$OUT/httpscope.time"); TC=$(cpu "$OUT/tshark.time")
 echo "httpscope: $(head -1 "$OUT/httpscope.time")"
-awk -v s="$SIZE" -v h="$HS" -v t="$TS" -v hr="$(rss "$OUT/httpscope.time")" -v tr="$(rss "$OUT/tshark.time")" 'BEGIN {
+awk -v s="$SIZE" -v h="$HS" -v t="$TS" -v hc="$HC" -v tc="$TC" -v hr="$(rss "$OUT/httpscope.time")" -v tr="$(rss "$OUT/tshark.time")" 'BEGIN {
   printf "httpscope: %.2f s, %.0f MB/s, peak RSS %.1f MB\n", h, s/1e6/h, hr/1024;
   printf "tshark:    %.2f s, %.1f MB/s, peak RSS %.1f MB\n", t, s/1e6/t, tr/1024;
-  printf "ratio (tshark time / httpscope time): %.1fx\n", t/h }'
+  printf "ratio (tshark time / httpscope time): %.1fx wall\n", t/h;
+  printf "CPU time (user+sys): httpscope %.2f s = %.0f MB per CPU-second; tshark %.2f s = %.1f MB per CPU-second; ratio %.1fx\n", hc, s/1e6/hc, tc, s/1e6/tc, tc/hc }'
 echo "nginx access log:             $(wc -l < "$OUT/access.log") requests"
 echo "httpscope complete:           $(wc -l < "$OUT/httpscope.list")"
 echo "tshark requests printed:      $(wc -l < "$OUT/tshark.out")"

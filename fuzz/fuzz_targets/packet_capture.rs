@@ -18,7 +18,10 @@ use httpscope_model::{batch, Source};
 use libfuzzer_sys::fuzz_target;
 
 fn script(mut rest: &[u8]) -> Vec<u8> {
-    let mut w = Writer::new(Format::Pcap { nanos: true, big_endian: false });
+    let mut w = Writer::new(Format::Pcap {
+        nanos: true,
+        big_endian: false,
+    });
     let mut ts = 1_700_000_000_000_000_000u64;
     while let [conn, flags, s0, s1, a0, a1, dt, len, tail @ ..] = rest {
         let len = usize::from(*len).min(tail.len());
@@ -33,7 +36,11 @@ fn script(mut rest: &[u8]) -> Vec<u8> {
         let c = u16::from(conn & 3);
         let client = format!("10.0.0.1:{}", 40000 + c).parse().unwrap();
         let server = "10.0.0.2:80".parse().unwrap();
-        let (src, dst) = if conn & 4 == 0 { (client, server) } else { (server, client) };
+        let (src, dst) = if conn & 4 == 0 {
+            (client, server)
+        } else {
+            (server, client)
+        };
         // Sequence numbers near the wrap, so that wrapping is exercised.
         let base = if conn & 4 == 0 { u32::MAX - 1000 } else { 5000 };
         let off = u32::from(u16::from_le_bytes([*s0, *s1]));
@@ -53,7 +60,9 @@ fn script(mut rest: &[u8]) -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else { return };
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
     let cfg = PacketConfig {
         max_connections: if flags & 1 != 0 { 2 } else { 1024 },
         max_buffered_bytes_per_connection: if flags & 2 != 0 { 16 } else { 4096 },
@@ -69,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         rest
     };
-    let (tx, rx) = batch::channel(Source::Packet, 1 << 20);
+    let (tx, rx) = batch::channel(Source::Packet, 4096);
     let result = read_reader(input, Path::new("fuzz"), &cfg, &tx);
     drop(tx);
     let mut transactions = 0u64;
@@ -84,7 +93,9 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(report) = result {
         assert_eq!(report.transactions, transactions);
         assert_eq!(report.packets, packets);
-        assert!(report.tcp_segments + report.undecodable + report.fragments + report.not_tcp
-            <= report.packets);
+        assert!(
+            report.tcp_segments + report.undecodable + report.fragments + report.not_tcp
+                <= report.packets
+        );
     }
 });

@@ -34,7 +34,12 @@ fn serve(listener: TcpListener, conns: usize, log: Arc<Mutex<Vec<String>>>) {
                 }
             }
             let body = format!("served {path}");
-            write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+            write!(
+                w,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
             log.lock().unwrap().push(path);
         }
     }
@@ -70,11 +75,17 @@ fn loopback_capture_sees_each_exchange_once() {
     let stop = Arc::new(AtomicBool::new(false));
     let capture = {
         let stop = stop.clone();
-        let cfg = PacketConfig { ports: vec![port], ..PacketConfig::default() };
+        let cfg = PacketConfig {
+            ports: vec![port],
+            ..PacketConfig::default()
+        };
         std::thread::spawn(move || capture_live("lo", &cfg, &tx, &stop))
     };
     std::thread::sleep(Duration::from_millis(300));
-    for (c, paths) in [["/one", "/two", "/three"].as_slice(), &["/four", "/five"]].iter().enumerate() {
+    for (c, paths) in [["/one", "/two", "/three"].as_slice(), &["/four", "/five"]]
+        .iter()
+        .enumerate()
+    {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         for p in paths.iter() {

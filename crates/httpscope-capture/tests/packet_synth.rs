@@ -576,7 +576,7 @@ fn truncated_file_is_read_up_to_the_cut_with_a_warning() {
     let seen = std::sync::Mutex::new(Vec::new());
     let progress = |done: u64, total: u64| seen.lock().unwrap().push((done, total));
     let report = read_files(
-        &[path.clone()],
+        std::slice::from_ref(&path),
         &PacketConfig::default(),
         &tx,
         Some(&progress),

@@ -17,7 +17,8 @@ use pcap_parser::PcapError;
 
 use super::wire::Link;
 
-/// The read buffer's initial size.
+/// The read buffer's size once a capture proves large (it starts at 64 KiB, so that small
+/// inputs cost little, and doubles on each refill up to this).
 const BUFFER: usize = 4 << 20;
 /// The largest record (pcap record or pcapng block) accepted; larger ones mean damage.
 pub(crate) const MAX_RECORD: usize = 16 << 20;
@@ -100,7 +101,10 @@ impl<R: Read> Buffer<R> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() {
+        if self.buf.len() < BUFFER {
+            let len = self.buf.len() * 2;
+            self.buf.resize(len, 0);
+        } else if self.end == self.buf.len() {
             if self.buf.len() >= MAX_RECORD {
                 return Ok(false);
             }
@@ -135,15 +139,16 @@ impl<R: Read> Buffer<R> {
 }
 
 /// Reads a whole capture from `reader`, calling `on_packet(ts_ns, link, frame)` for each
-/// packet and `on_progress(bytes_consumed_so_far)` every few megabytes.
+/// packet (which returns false to stop reading) and `on_progress(bytes_consumed_so_far)`
+/// every few megabytes.
 pub(crate) fn read_capture<R: Read>(
     reader: R,
-    mut on_packet: impl FnMut(u64, Link, &[u8]),
+    mut on_packet: impl FnMut(u64, Link, &[u8]) -> bool,
     mut on_progress: impl FnMut(u64),
 ) -> Result<ReadEnd, OpenError> {
     let mut b = Buffer {
         reader,
-        buf: vec![0; BUFFER],
+        buf: vec![0; 64 << 10],
         start: 0,
         end: 0,
         eof: false,
@@ -188,7 +193,8 @@ pub(crate) fn read_capture<R: Read>(
     let mut end = ReadEnd::default();
     let mut last_progress = 0u64;
     let mut last_ts = 0u64;
-    loop {
+    let mut go_on = true;
+    while go_on {
         if b.offset - last_progress >= 4 << 20 {
             last_progress = b.offset;
             on_progress(b.offset);
@@ -213,7 +219,7 @@ pub(crate) fn read_capture<R: Read>(
                         let frac = u64::from(rec.ts_usec);
                         let frac_ns = if *nanos { frac } else { frac * 1000 };
                         last_ts = u64::from(rec.ts_sec) * 1_000_000_000 + frac_ns;
-                        on_packet(last_ts, *link, rec.data);
+                        go_on = on_packet(last_ts, *link, rec.data);
                         Ok(data.len() - rest.len())
                     }
                     Err(e) => Err(e),
@@ -257,7 +263,7 @@ pub(crate) fn read_capture<R: Read>(
                                     let ns = (ns as i128 + i128::from(*offset_s) * 1_000_000_000)
                                         .clamp(0, i128::from(u64::MAX));
                                     last_ts = ns as u64;
-                                    on_packet(last_ts, *link, epb.packet_data());
+                                    go_on = on_packet(last_ts, *link, epb.packet_data());
                                 }
                                 Some(_) => end.unsupported_link += 1,
                                 None => end.unknown_interface += 1,
@@ -267,7 +273,7 @@ pub(crate) fn read_capture<R: Read>(
                                 // previous packet's.
                                 Some(Iface {
                                     link: Some(link), ..
-                                }) => on_packet(last_ts, *link, spb.packet_data()),
+                                }) => go_on = on_packet(last_ts, *link, spb.packet_data()),
                                 Some(_) => end.unsupported_link += 1,
                                 None => end.unknown_interface += 1,
                             },
@@ -353,7 +359,8 @@ mod tests {
             bytes,
             |ts, link, f| {
                 assert_eq!(link, Link::Ethernet);
-                got.push((ts, f.to_vec()))
+                got.push((ts, f.to_vec()));
+                true
             },
             |_| {},
         )
@@ -419,7 +426,7 @@ mod tests {
         assert!(why.contains(&format!("byte {last_start}")), "{why}");
         // Every possible cut is handled without panic, with whole records before it.
         for n in 0..bytes.len() {
-            let r = read_capture(&bytes[..n], |_, _, _| {}, |_| {});
+            let r = read_capture(&bytes[..n], |_, _, _| true, |_| {});
             if n < 24 {
                 assert!(matches!(r, Err(OpenError::NotACapture)), "cut at {n}");
             } else {
@@ -431,12 +438,12 @@ mod tests {
     #[test]
     fn not_a_capture_and_unsupported_link_types() {
         assert!(matches!(
-            read_capture(&b""[..], |_, _, _| {}, |_| {}),
+            read_capture(&b""[..], |_, _, _| true, |_| {}),
             Err(OpenError::NotACapture)
         ));
         let text = b"GET / HTTP/1.1\r\nHost: example\r\n\r\n";
         assert!(matches!(
-            read_capture(&text[..], |_, _, _| {}, |_| {}),
+            read_capture(&text[..], |_, _, _| true, |_| {}),
             Err(OpenError::NotACapture)
         ));
         let mut w = Writer::new(Format::Pcap {
@@ -447,7 +454,7 @@ mod tests {
         let mut bytes = w.into_bytes();
         bytes[20..24].copy_from_slice(&147u32.to_le_bytes()); // LINKTYPE_USER0
         assert!(matches!(
-            read_capture(&bytes[..], |_, _, _| {}, |_| {}),
+            read_capture(&bytes[..], |_, _, _| true, |_| {}),
             Err(OpenError::UnsupportedLinkType(147))
         ));
         let mut w = Writer::new(Format::PcapNg {
@@ -459,7 +466,7 @@ mod tests {
         // The IDB's link type is right after the 28-byte SHB and the IDB's 8-byte header.
         bytes[36..38].copy_from_slice(&147u16.to_le_bytes());
         assert!(matches!(
-            read_capture(&bytes[..], |_, _, _| {}, |_| {}),
+            read_capture(&bytes[..], |_, _, _| true, |_| {}),
             Err(OpenError::UnsupportedLinkType(147))
         ));
     }

@@ -213,11 +213,10 @@ impl Tracker {
                 let ts = old.last_ts.max(ts);
                 close_flow(&mut old, ts, &mut self.out, &mut self.held_total);
             } else if self.flows.len() >= self.cfg.max_connections {
-                self.sweep();
-                if self.flows.len() >= self.cfg.max_connections {
-                    self.stats.dropped.inc(DropReason::ConnectionLimit);
-                    return;
-                }
+                // Full even after the periodic expiry (`tick`): refuse and count. No extra
+                // sweep here, so a flood of new connections costs O(1) each.
+                self.stats.dropped.inc(DropReason::ConnectionLimit);
+                return;
             }
             // The SYN sender (or, for a SYN-ACK whose SYN we missed, its receiver; or the
             // first sender) is the tuple's src; the parser decides who is the client.

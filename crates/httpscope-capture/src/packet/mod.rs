@@ -296,9 +296,11 @@ impl Run {
             reader,
             |ts, link, frame| {
                 counts.frame(tracker, ts, link, frame);
-                if tracker.pending() >= *batch_size && sent.is_ok() {
+                if tracker.pending() >= *batch_size {
                     sent = tx.send_blocking(tracker.take_batch());
                 }
+                // Stop reading once the monitor has gone.
+                sent.is_ok()
             },
             on_progress,
         )

@@ -220,7 +220,7 @@ impl Writer {
                     b.extend_from_slice(&u64::MAX.to_le_bytes());
                     b
                 });
-                for i in 0..usize::from(interfaces.clamp(1, 2)) {
+                for resol in tsresol.iter().take(usize::from(interfaces.clamp(1, 2))) {
                     let mut b = Vec::new();
                     b.extend_from_slice(&1u16.to_le_bytes()); // Ethernet
                     b.extend_from_slice(&0u16.to_le_bytes());
@@ -228,7 +228,7 @@ impl Writer {
                     // if_tsresol option (code 9, length 1, padded to 4), then opt_endofopt.
                     b.extend_from_slice(&9u16.to_le_bytes());
                     b.extend_from_slice(&1u16.to_le_bytes());
-                    b.extend_from_slice(&[tsresol[i], 0, 0, 0]);
+                    b.extend_from_slice(&[*resol, 0, 0, 0]);
                     b.extend_from_slice(&[0, 0, 0, 0]);
                     w.block(1, &b);
                 }
