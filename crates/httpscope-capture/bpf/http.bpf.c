@@ -91,10 +91,13 @@ struct {
 	__uint(max_entries, 8 * 1024 * 1024);
 } HS_EVENTS SEC(".maps");
 
+/* Per-socket state lives in the socket itself (socket local storage): one pointer load to
+ * find, freed with the socket, bounded by the sockets that exist, no LRU to evict an HTTP
+ * socket under churn. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct sock_state);
 } HS_SOCKS SEC(".maps");
 
@@ -378,8 +381,7 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 			return 0;
 	}
 
-	__u64 cookie = bpf_get_socket_cookie(sk);
-	struct sock_state *state = bpf_map_lookup_elem(&HS_SOCKS, &cookie);
+	struct sock_state *state = bpf_sk_storage_get(&HS_SOCKS, sk, 0, 0);
 	__u32 sflags = state ? state->flags : 0;
 	if (sflags & SOCK_IGNORED)
 		return 0;
@@ -402,16 +404,19 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 		if (!looks_http(word)) {
 			if (st)
 				st->skipped_not_http++;
-			if (sflags & SOCK_FRESH) {
-				struct sock_state ns = { .flags = sflags | SOCK_IGNORED };
-				bpf_map_update_elem(&HS_SOCKS, &cookie, &ns, BPF_ANY);
-			}
+			if (state && (sflags & SOCK_FRESH))
+				state->flags = sflags | SOCK_IGNORED;
 			return 0;
 		}
-		struct sock_state ns = { .flags = sflags | SOCK_HTTP };
-		bpf_map_update_elem(&HS_SOCKS, &cookie, &ns, BPF_ANY);
-		state = bpf_map_lookup_elem(&HS_SOCKS, &cookie);
+		if (!state) {
+			struct sock_state init = {};
+			state = bpf_sk_storage_get(&HS_SOCKS, sk, &init, BPF_SK_STORAGE_GET_F_CREATE);
+			if (!state)
+				return 0;
+		}
+		state->flags |= SOCK_HTTP;
 	}
+	__u64 cookie = bpf_get_socket_cookie(sk);
 
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&HS_SCRATCH, &zero);
@@ -477,21 +482,20 @@ int BPF_PROG(hs_sock_state, const struct sock *sk, const int oldstate, const int
 	if (sk->sk_protocol != IPPROTO_TCP)
 		return 0;
 	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
-		__u64 cookie = bpf_get_socket_cookie((void *)sk);
-		struct sock_state ns = { .flags = SOCK_FRESH };
-		bpf_map_update_elem(&HS_SOCKS, &cookie, &ns, BPF_ANY);
+		struct sock_state init = { .flags = SOCK_FRESH };
+		bpf_sk_storage_get(&HS_SOCKS, (void *)sk, &init, BPF_SK_STORAGE_GET_F_CREATE);
 		return 0;
 	}
 	if (newstate != TCP_CLOSE)
 		return 0;
-	__u64 cookie = bpf_get_socket_cookie((void *)sk);
-	struct sock_state *state = bpf_map_lookup_elem(&HS_SOCKS, &cookie);
+	struct sock_state *state = bpf_sk_storage_get(&HS_SOCKS, (void *)sk, 0, 0);
 	if (!state)
 		return 0;
 	__u32 sflags = state->flags;
-	bpf_map_delete_elem(&HS_SOCKS, &cookie);
+	bpf_sk_storage_delete(&HS_SOCKS, (void *)sk);
 	if (!(sflags & SOCK_HTTP))
 		return 0;
+	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 
 	/* On the stack, not in HS_SCRATCH: this may run in softirq context and interrupt a
 	 * data program that is filling the per-CPU scratch. */
