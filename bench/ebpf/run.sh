@@ -49,13 +49,23 @@ sleep 0.5
 URL=http://127.0.0.1:$PORT/index.html
 
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
+# CPU seconds (user+sys) used so far by nginx's worker: contention from other work on the host
+# changes the request rate a lot, but hardly the CPU each request costs the served program.
+TCK=$(getconf CLK_TCK)
+WORKER=$(pgrep -P "$(cat "$DIR/nginx.pid")" | head -1)
+ncpu() { awk -v t="$TCK" '{print ($14 + $15) / t}' "/proc/$WORKER/stat"; }
+# wrk's own user+sys CPU comes from /usr/bin/time -f "%U %S" (last line of its stderr).
+runwrk() { /usr/bin/time -f "%U %S" -o "$2" wrk -t2 -c32 -d"${DUR}s" "$URL" > "$1"; }
+percpu() { # $1 wrk output, $2 time output, $3 nginx cpu seconds: us of nginx+wrk CPU per request
+  awk -v n="$3" -v r="$(rate "$1")" -v d="$DUR" '{ c = $1 + $2 } END { printf "%.1f", (c + n) * 1e6 / (r * d) }' "$2"; }
 lines() { wc -l < "$DIR/access.log"; }
 
-printf '%-6s %-10s %12s %12s %10s %10s %12s %10s\n' round mode req_per_s transactions logged lost cpu_us_per_tx ratio
+printf '%-6s %-10s %12s %12s %10s %10s %12s %10s %14s\n' round mode req_per_s transactions logged lost cpu_us_per_tx ratio app_cpu_us_req
 for r in $(seq 1 "$ROUNDS"); do
-  wrk -t2 -c32 -d"${DUR}s" "$URL" > "$DIR/base.txt"
+  C0=$(ncpu); runwrk "$DIR/base.txt" "$DIR/base.time"; C1=$(ncpu)
   BASE=$(rate "$DIR/base.txt")
-  printf '%-6s %-10s %12s\n' "$r" off "$BASE"
+  APPOFF=$(percpu "$DIR/base.txt" "$DIR/base.time" "$(echo "$C1 $C0" | awk '{print $1 - $2}')")
+  printf '%-6s %-10s %12s %12s %10s %10s %12s %10s %14s\n' "$r" off "$BASE" - - - - - "$APPOFF"
 
   rm -f "$DIR/watch.err"
   "$WATCH" --port "$PORT" > "$DIR/watch.out" 2> "$DIR/watch.err" &
@@ -63,7 +73,8 @@ for r in $(seq 1 "$ROUNDS"); do
   while ! grep -q attached "$DIR/watch.err" 2>/dev/null; do sleep 0.1; done
   L0=$(lines)
   [ -n "${BPF_STATS:-}" ] && sysctl -qw kernel.bpf_stats_enabled=1
-  wrk -t2 -c32 -d"${DUR}s" "$URL" > "$DIR/mon.txt"
+  C0=$(ncpu); runwrk "$DIR/mon.txt" "$DIR/mon.time"; C1=$(ncpu)
+  APPON=$(percpu "$DIR/mon.txt" "$DIR/mon.time" "$(echo "$C1 $C0" | awk '{print $1 - $2}')")
   if [ -n "${BPF_STATS:-}" ]; then
     KNS=$(bpftool prog show | awk '/name hs_/ {p=1} p && /run_time_ns/ {for (i=1;i<NF;i++) if ($i=="run_time_ns") t+=$(i+1); p=0} END {print t+0}')
     sysctl -qw kernel.bpf_stats_enabled=0
@@ -78,7 +89,7 @@ for r in $(seq 1 "$ROUNDS"); do
   LOGGED=$((L1 - L0))
   PER=$(awk -v c="$CPU" -v t="$TX" 'BEGIN { if (t > 0) printf "%.3f", c * 1e6 / t; else print "n/a" }')
   RATIO=$(awk -v m="$MON" -v b="$BASE" 'BEGIN { printf "%.3f", m / b }')
-  printf '%-6s %-10s %12s %12s %10s %10s %12s %10s\n' "$r" on "$MON" "$TX(srv $SRV)" "$LOGGED" "$LOST" "$PER" "$RATIO"
+  printf '%-6s %-10s %12s %12s %10s %10s %12s %10s %14s\n' "$r" on "$MON" "$TX(srv $SRV)" "$LOGGED" "$LOST" "$PER" "$RATIO" "$APPON"
   echo "  ebpf_watch: $OUT"
   if [ -n "${BPF_STATS:-}" ]; then
     awk -v k="$KNS" -v n="$LOGGED" 'BEGIN { printf "  in-kernel: %.0f ns of BPF programs per request (both sides)\n", k / n }'
