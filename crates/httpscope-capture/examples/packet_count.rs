@@ -4,7 +4,8 @@
 //! cargo run --release -p httpscope-capture --example packet_count -- FILE... [--list] [--port N]
 //! ```
 //! `--list` prints one `METHOD PATH STATUS` line per complete transaction on stdout (for
-//! comparing with other tools); the summary goes to stderr.
+//! comparing with other tools), `--incomplete` one `INCOMPLETE METHOD PATH STATUS START_NS`
+//! line per incomplete one; the summary goes to stderr.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -15,11 +16,13 @@ use httpscope_model::{batch, Source};
 fn main() {
     let mut files = Vec::new();
     let mut list = false;
+    let mut list_incomplete = false;
     let mut cfg = PacketConfig::default();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--list" => list = true,
+            "--incomplete" => list_incomplete = true,
             "--port" => cfg
                 .ports
                 .push(args.next().and_then(|p| p.parse().ok()).expect("--port N")),
@@ -27,7 +30,7 @@ fn main() {
         }
     }
     if files.is_empty() {
-        eprintln!("usage: packet_count FILE... [--list] [--port N]");
+        eprintln!("usage: packet_count FILE... [--list] [--incomplete] [--port N]");
         std::process::exit(2);
     }
     let (tx, rx) = batch::channel(Source::Packet, 64);
@@ -43,6 +46,12 @@ fn main() {
             total += 1;
             if t.incomplete {
                 incomplete += 1;
+                if list_incomplete {
+                    use std::io::Write;
+                    let m = t.method.map(|m| m.as_str()).unwrap_or("-");
+                    let s = t.status.unwrap_or(0);
+                    let _ = writeln!(out, "INCOMPLETE {m} {} {s} {}", t.path, t.start_ns);
+                }
             } else {
                 complete += 1;
                 if list {
