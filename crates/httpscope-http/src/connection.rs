@@ -106,7 +106,13 @@ impl Connection {
                 let mut joined = *buf;
                 let extra = data.len().min(DETECT_LEN - kept);
                 joined[kept..kept + extra].copy_from_slice(&data[..extra]);
-                let head = &joined[..kept + extra];
+                // A client may send a stray line end before its first request (RFC 9112
+                // §2.2); decide on what follows it.
+                let lead = joined[..kept + extra]
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                let head = &joined[lead..kept + extra];
                 match (is_h2_preface(head), message_start(head, None)) {
                     (Some(true), _) => self.ignore(Protocol::Http2, out),
                     (_, Start::Yes(kind)) => {

@@ -50,8 +50,10 @@ pub struct Config {
     /// head is counted as [`ParseError::HeadTooLarge`](httpscope_model::telemetry::ParseError)
     /// and the direction resynchronises.
     pub max_head_bytes: usize,
-    /// The most requests kept waiting for their responses on one connection (default 256).
-    /// Beyond it the oldest is emitted as incomplete and counted as a pipeline overflow.
+    /// The most requests kept waiting for their responses on one connection (default 64;
+    /// clients rarely pipeline more than a few). Beyond it the oldest is emitted as incomplete
+    /// and counted as a pipeline overflow. With `max_path_bytes` it bounds a connection's
+    /// queued paths (64 x 2 KiB), next to its two head buffers (2 x `max_head_bytes`).
     pub max_in_flight: usize,
     /// Keep the query string in [`Transaction::path`] (default false: privacy).
     pub keep_query: bool,
@@ -66,7 +68,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             max_head_bytes: 64 * 1024,
-            max_in_flight: 256,
+            max_in_flight: 64,
             keep_query: false,
             max_path_bytes: 2048,
             max_search_bytes: 256 * 1024,

@@ -588,6 +588,13 @@ fn not_http_is_counted_and_ignored() {
 }
 
 #[test]
+fn stray_line_ends_before_the_first_request() {
+    let (txs, stats) = run(&[c(1, "\r\n"), c(2, "\r\nGET /x HTTP/1.1\r\n\r\n"), s(3, OK5)]);
+    assert_eq!(rows(&txs), vec![row("GET", "/x", 200, 0, 5)]);
+    assert_eq!(stats.non_http_connections, 0);
+}
+
+#[test]
 fn detection_waits_for_enough_bytes() {
     let (txs, _) = run(&[
         c(1, "G"),
