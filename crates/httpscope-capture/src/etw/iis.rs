@@ -208,8 +208,8 @@ impl IisConfig {
             .iter()
             .filter(|a| {
                 let p = a.path.trim_end_matches('/');
-                path.len() >= p.len()
-                    && path[..p.len()].eq_ignore_ascii_case(p)
+                path.get(..p.len())
+                    .is_some_and(|h| h.eq_ignore_ascii_case(p))
                     && (path.len() == p.len() || path.as_bytes()[p.len()] == b'/' || p.is_empty())
             })
             .max_by_key(|a| a.path.trim_end_matches('/').len())
@@ -348,6 +348,9 @@ mod tests {
         assert_eq!(c.app_pool(1, "/API"), Some("ApiPool"));
         assert_eq!(c.app_pool(1, "/apix"), Some("DefaultAppPool"));
         assert_eq!(c.app_pool(7, "/"), Some("ApiPool"));
+        // Multi-byte characters where an application path ends: no slicing inside them.
+        assert_eq!(c.app_pool(1, "/a\u{e9}i"), Some("DefaultAppPool"));
+        assert_eq!(c.app_pool(1, "/\u{3000}"), Some("DefaultAppPool"));
     }
 
     #[test]

@@ -212,7 +212,10 @@ pub fn utf16_to_string(units: &[u8], out: &mut String) {
 /// The path of a URL as HTTP.sys reports it (`http://host:80/a/b?q=1` -> `/a/b`): without
 /// scheme and authority, query string (unless `keep_query`) or fragment; `/` when empty.
 pub fn url_path(url: &str, keep_query: bool) -> &str {
-    let lower_starts = |p: &str| url.len() >= p.len() && url[..p.len()].eq_ignore_ascii_case(p);
+    let lower_starts = |p: &str| {
+        url.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p))
+    };
     let rest = if lower_starts("http://") || lower_starts("https://") {
         let after = &url[url.find("//").map_or(0, |i| i + 2)..];
         match after.find(['/', '?', '#']) {
@@ -1045,6 +1048,12 @@ mod tests {
         assert_eq!(url_path("http://host:8080?x", false), "/");
         assert_eq!(url_path("/rel/x?y", false), "/rel/x");
         assert_eq!(url_path("", false), "/");
+        // Found by the fuzzer: a multi-byte character across the scheme's length.
+        assert_eq!(url_path("o\u{3000}t:80/busy", false), "o\u{3000}t:80/busy");
+        assert_eq!(
+            url_path("\u{3000}\u{3000}\u{3000}", false),
+            "\u{3000}\u{3000}\u{3000}"
+        );
         assert_eq!(url_path("http://h/\u{e9}t\u{e9}", false), "/\u{e9}t\u{e9}");
     }
 
