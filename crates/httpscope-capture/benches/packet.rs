@@ -27,7 +27,11 @@ fn capture(reorder: bool) -> Vec<u8> {
         conv.handshake();
         for i in 0..20usize {
             let body = vec![b'x'; [120, 1500, 9000, 40][i % 4]];
-            conv.client(format!("GET /api/items/{i}?q=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: criterion\r\nAccept: */*\r\n\r\n").as_bytes());
+            let req = format!(
+                "GET /api/items/{i}?q=1 HTTP/1.1\r\nHost: bench\r\nUser-Agent: criterion\r\n\
+                 Accept: */*\r\n\r\n"
+            );
+            conv.client(req.as_bytes());
             if i % 5 == 4 {
                 let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
                 for part in body.chunks(700) {

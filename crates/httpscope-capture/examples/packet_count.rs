@@ -73,7 +73,8 @@ fn main() {
     let mb = report.bytes as f64 / 1e6;
     eprintln!(
         "{:.1} MB in {:.3} s = {:.0} MB/s; packets {} tcp {} undecodable {} fragments {}; \
-         connections {}; transactions {} (complete {}, incomplete {}); dropped {:?}; parse errors {:?}; gaps {}",
+         connections {}; transactions {} (complete {}, incomplete {}); dropped {:?}; \
+         parse errors {:?}; gaps {}",
         mb,
         secs,
         mb / secs,

@@ -1,8 +1,8 @@
-//! Live AF_PACKET capture on loopback: a small HTTP server on 127.0.0.1 answers keep-alive
-//! requests from two client connections while `capture_live("lo")` runs; the transactions
-//! captured must be exactly the requests the server logged, each once (loopback shows every
-//! packet twice; the outgoing copy must be dropped). Needs root (CAP_NET_RAW); skips
-//! otherwise, saying so.
+//! Live AF_PACKET capture on loopback (bound to `lo`, and unbound as `any`): a small HTTP
+//! server on 127.0.0.1 answers keep-alive requests from two client connections while
+//! `capture_live` runs; the transactions captured must be exactly the requests the server
+//! logged, each once (loopback shows every packet twice; the outgoing copy must be dropped).
+//! Needs root (CAP_NET_RAW); skips otherwise, saying so.
 #![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -59,6 +59,15 @@ fn get(s: &mut TcpStream, path: &str) {
 
 #[test]
 fn loopback_capture_sees_each_exchange_once() {
+    live_exchanges("lo");
+}
+
+#[test]
+fn any_interface_capture_sees_each_exchange_once() {
+    live_exchanges("any");
+}
+
+fn live_exchanges(interface: &'static str) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: live AF_PACKET capture needs root (CAP_NET_RAW)");
@@ -79,7 +88,7 @@ fn loopback_capture_sees_each_exchange_once() {
             ports: vec![port],
             ..PacketConfig::default()
         };
-        std::thread::spawn(move || capture_live("lo", &cfg, &tx, &stop))
+        std::thread::spawn(move || capture_live(interface, &cfg, &tx, &stop))
     };
     std::thread::sleep(Duration::from_millis(300));
     for (c, paths) in [["/one", "/two", "/three"].as_slice(), &["/four", "/five"]]
@@ -110,7 +119,7 @@ fn loopback_capture_sees_each_exchange_once() {
         .map(|p| (p.clone(), 200, format!("served {p}").len() as u64))
         .collect();
     want.sort();
-    assert_eq!(got, want);
+    assert_eq!(got, want, "{interface}");
     assert_eq!(report.connections, 2);
     assert_eq!(report.undecodable, 0);
 }

@@ -117,7 +117,11 @@ fn scenarios() -> Vec<Scenario> {
     // Pipelining: three requests in one segment, three responses in one segment.
     let mut c = conv(40002);
     c.handshake();
-    c.client(b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\nGET /p2 HTTP/1.1\r\nHost: x\r\n\r\nGET /p3 HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.client(
+        b"GET /p1 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /p2 HTTP/1.1\r\nHost: x\r\n\r\n\
+          GET /p3 HTTP/1.1\r\nHost: x\r\n\r\n",
+    );
     c.server(format!("{}{}{}", ok("1"), ok("22"), ok("333")).as_bytes());
     c.close();
     let w = vec![

@@ -8,7 +8,8 @@
 //! ```
 //! use httpscope_capture::packet::synth::{Conversation, Format, Writer};
 //!
-//! let mut c = Conversation::new("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+//! let (client, server) = ("10.0.0.1:40000".parse().unwrap(), "10.0.0.2:80".parse().unwrap());
+//! let mut c = Conversation::new(client, server);
 //! c.handshake();
 //! c.client(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n");
 //! c.server(b"HTTP/1.1 204 No Content\r\n\r\n");
