@@ -45,7 +45,7 @@ async fn handle(req: Request<hyper::body::Incoming>, n: u64) -> Response<Full<By
         }
         ("GET", p) if p.starts_with("/api/users/") => {
             let id: u64 = p["/api/users/".len()..].parse().unwrap_or(0);
-            if id % 17 == 0 {
+            if id.is_multiple_of(17) {
                 (
                     StatusCode::NOT_FOUND,
                     Bytes::from_static(b"{\"error\":\"no such user\"}"),
@@ -64,7 +64,7 @@ async fn handle(req: Request<hyper::body::Incoming>, n: u64) -> Response<Full<By
             (StatusCode::OK, Bytes::from_static(b"finally"))
         }
         ("GET", "/api/checkout") => {
-            if r % 5 == 0 {
+            if r.is_multiple_of(5) {
                 (
                     StatusCode::SERVICE_UNAVAILABLE,
                     Bytes::from_static(b"try later"),
@@ -198,6 +198,13 @@ fn is_root() -> bool {
     }
 }
 
+/// A live source that started: which, its thread, its channel.
+type Started = (
+    Live,
+    std::thread::JoinHandle<Result<(), String>>,
+    httpscope_model::batch::BatchReceiver,
+);
+
 pub fn run(args: DemoArgs) -> Result<()> {
     if !(args.duration > 0.0 && args.duration <= 3600.0) {
         bail!("--duration must be between 0 and 3600 seconds");
@@ -242,11 +249,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         DemoSource::Client => vec![],
     };
     let sources_stop = Arc::new(AtomicBool::new(false));
-    let mut chosen: Option<(
-        Live,
-        std::thread::JoinHandle<Result<(), String>>,
-        httpscope_model::batch::BatchReceiver,
-    )> = None;
+    let mut chosen: Option<Started> = None;
     let mut why_not = Vec::new();
     for live in wanted {
         let source = if live == Live::Ebpf {

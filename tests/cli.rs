@@ -10,7 +10,9 @@ fn bin() -> Command {
 }
 
 fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/httpscope-capture/tests/fixtures").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/httpscope-capture/tests/fixtures")
+        .join(rel)
 }
 
 fn text(b: &[u8]) -> String {
@@ -27,13 +29,16 @@ fn rows(stdout: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The COUNT column: the first all-digit column after the status text.
+/// The COUNT column: the integer right before the ERR% column (the first `x.y` number).
 fn count_of(row: &[String]) -> u64 {
-    // SERVER METHOD ROUTE STATUS... COUNT ERR% RATE ...: COUNT is the first plain integer after
-    // column 3 (statuses like `200×5` are not plain integers; a lone status `200` is followed
-    // by the count).
-    let ints: Vec<u64> = row[3..].iter().map_while(|c| c.parse::<u64>().ok()).collect();
-    *ints.last().expect("a count column")
+    (3..row.len() - 1)
+        .find(|&i| {
+            row[i].parse::<u64>().is_ok()
+                && row[i + 1].contains('.')
+                && row[i + 1].parse::<f64>().is_ok()
+        })
+        .map(|i| row[i].parse().unwrap())
+        .unwrap_or_else(|| panic!("no count column in {row:?}"))
 }
 
 #[test]
@@ -46,17 +51,32 @@ fn help_shows_the_subcommands() {
     }
     let out = bin().args(["analyze", "--help"]).output().unwrap();
     let s = text(&out.stdout);
-    for flag in ["--format", "--transactions", "--top", "--port", "--interval", "--stats", "--prometheus", "--otlp", "--config"] {
+    for flag in [
+        "--format",
+        "--transactions",
+        "--top",
+        "--port",
+        "--interval",
+        "--stats",
+        "--prometheus",
+        "--otlp",
+        "--config",
+    ] {
         assert!(s.contains(flag), "{flag} missing:\n{s}");
     }
 }
 
 fn demo(extra: &[&str]) -> Output {
     let mut c = bin();
-    c.args(["demo", "--duration", "2", "--rate", "40"]).args(extra);
+    c.args(["demo", "--duration", "2", "--rate", "40"])
+        .args(extra);
     let started = Instant::now();
     let out = c.output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(40), "demo took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "demo took {:?}",
+        started.elapsed()
+    );
     out
 }
 
@@ -70,9 +90,19 @@ fn demo_prints_a_table_with_counts() {
     assert!(rows.len() >= 5, "{so}");
     let total: u64 = rows.iter().map(|r| count_of(r)).sum();
     assert!(total >= 40, "{so}");
-    assert!(rows.iter().any(|r| r.contains(&"/api/users/*".to_owned())), "{so}");
-    assert!(rows.iter().any(|r| r.contains(&"/api/hello.world".to_owned())), "{so}");
-    assert!(rows.iter().all(|r| r.last().unwrap() == "client/client"), "{so}");
+    assert!(
+        rows.iter().any(|r| r.contains(&"/api/users/*".to_owned())),
+        "{so}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(&"/api/hello.world".to_owned())),
+        "{so}"
+    );
+    assert!(
+        rows.iter().all(|r| r.last().unwrap() == "client/client"),
+        "{so}"
+    );
     assert!(so.contains("load generator's own view"), "{so}");
 }
 
@@ -94,10 +124,13 @@ fn demo_streams_transactions_as_json_lines() {
     let so = text(&out.stdout);
     let mut n = 0;
     for line in so.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert_eq!(v["source"], "client");
         assert_eq!(v["side"], "client");
-        assert!(v["status"].as_u64().is_some_and(|s| (200..600).contains(&s)));
+        assert!(v["status"]
+            .as_u64()
+            .is_some_and(|s| (200..600).contains(&s)));
         assert!(v["duration_ns"].as_u64().unwrap() > 0);
         assert!(v["time"].as_str().unwrap().ends_with('Z'));
         n += 1;
@@ -107,18 +140,33 @@ fn demo_streams_transactions_as_json_lines() {
 
 #[test]
 fn sigterm_ends_demo_with_a_final_table() {
-    let mut child = bin()
-        .args(["demo", "--duration", "60", "--rate", "40", "--source", "client"])
+    let child = bin()
+        .args([
+            "demo",
+            "--duration",
+            "60",
+            "--rate",
+            "40",
+            "--source",
+            "client",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
     let started = Instant::now();
-    let ok = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(ok.success());
     let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} to stop", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?} to stop",
+        started.elapsed()
+    );
     let so = text(&out.stdout);
     assert!(out.status.success(), "{so}\n{}", text(&out.stderr));
     let total: u64 = rows(&so).iter().map(|r| count_of(r)).sum();
@@ -134,7 +182,10 @@ fn analyze_reads_pcap_and_pcapng_by_content() {
         let rows = rows(&so);
         let total: u64 = rows.iter().map(|r| count_of(r)).sum();
         assert_eq!(total, 9, "{so}");
-        let missing = rows.iter().find(|r| r[2] == "/missing").expect("/missing row");
+        let missing = rows
+            .iter()
+            .find(|r| r[2] == "/missing")
+            .expect("/missing row");
         assert_eq!(missing[3], "404");
         assert!(so.contains("9 transactions, 7 endpoints"), "{so}");
     }
@@ -142,7 +193,12 @@ fn analyze_reads_pcap_and_pcapng_by_content() {
 
 #[test]
 fn analyze_reads_etw_replays_and_json() {
-    let out = bin().arg("analyze").arg(fixture("etw/all-flows.jsonl")).args(["--format", "json", "--stats"]).output().unwrap();
+    let out = bin()
+        .arg("analyze")
+        .arg(fixture("etw/all-flows.jsonl"))
+        .args(["--format", "json", "--stats"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let eps = v["endpoints"].as_array().unwrap();
@@ -161,26 +217,52 @@ fn analyze_rejects_unknown_content_clearly() {
     let out = bin().arg("analyze").arg(&p).output().unwrap();
     assert!(!out.status.success());
     let se = text(&out.stderr);
-    assert!(se.contains("not a pcap/pcapng capture nor an ETW replay"), "{se}");
+    assert!(
+        se.contains("not a pcap/pcapng capture nor an ETW replay"),
+        "{se}"
+    );
 }
 
 #[test]
 fn config_file_is_used_and_unknown_keys_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "format = \"jsonl\"\ntop = 2\n[routes]\npatterns = [\"/big.txt\"]\ndrop = [\"^/gz/\"]\n").unwrap();
-    let out = bin().arg("analyze").arg(fixture("packet/nginx-curl-lo.pcap")).arg("--config").arg(&good).output().unwrap();
+    std::fs::write(
+        &good,
+        "format = \"jsonl\"\ntop = 2\n[routes]\npatterns = [\"/big.txt\"]\ndrop = [\"^/gz/\"]\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("analyze")
+        .arg(fixture("packet/nginx-curl-lo.pcap"))
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["endpoints"].as_array().unwrap().len(), 2);
     assert_eq!(v["telemetry"]["filtered"], 1);
 
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "top = 2\n[prometheus]\nlisten = \"127.0.0.1:9464\"\nscrape_path = \"/x\"\n").unwrap();
-    let out = bin().arg("analyze").arg(fixture("packet/nginx-curl-lo.pcap")).arg("--config").arg(&bad).output().unwrap();
+    std::fs::write(
+        &bad,
+        "top = 2\n[prometheus]\nlisten = \"127.0.0.1:9464\"\nscrape_path = \"/x\"\n",
+    )
+    .unwrap();
+    let out = bin()
+        .arg("analyze")
+        .arg(fixture("packet/nginx-curl-lo.pcap"))
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let se = text(&out.stderr);
-    assert!(se.contains("scrape_path") && se.contains("unknown field"), "{se}");
+    assert!(
+        se.contains("scrape_path") && se.contains("unknown field"),
+        "{se}"
+    );
 }
 
 #[test]
@@ -188,13 +270,29 @@ fn watch_stops_after_its_duration() {
     // Root: a live source (eBPF or AF_PACKET) opens; not root: the source fails with a clear
     // error. Either way the command ends by itself.
     let started = Instant::now();
-    let out = bin().args(["watch", "--duration", "1.5", "--interval", "0.5", "--no-tui", "--port", "9"]).output().unwrap();
+    let out = bin()
+        .args([
+            "watch",
+            "--duration",
+            "1.5",
+            "--interval",
+            "0.5",
+            "--no-tui",
+            "--port",
+            "9",
+        ])
+        .output()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(30));
     let se = text(&out.stderr);
     assert!(se.contains("source"), "{se}");
     if out.status.success() {
         // At least one plain table was printed.
-        assert!(text(&out.stdout).contains("SERVER"), "{}", text(&out.stdout));
+        assert!(
+            text(&out.stdout).contains("SERVER"),
+            "{}",
+            text(&out.stdout)
+        );
     } else {
         eprintln!("watch could not capture here: {se}");
     }

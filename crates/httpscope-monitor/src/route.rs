@@ -229,7 +229,7 @@ fn strip_target(path: &str) -> &str {
             break;
         }
     }
-    match p.find(['?', '#']) {
+    match p.bytes().position(|b| b == b'?' || b == b'#') {
         Some(i) => &p[..i],
         None => p,
     }
@@ -272,25 +272,25 @@ pub fn is_id(seg: &str) -> bool {
     if b.is_empty() {
         return false;
     }
-    let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+    // One pass for the character classes the rules below need.
+    let (mut digits, mut hex, mut token) = (0usize, true, true);
+    for &c in b {
+        digits += usize::from(c.is_ascii_digit());
+        hex &= c.is_ascii_hexdigit();
+        token &= c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
+    }
     if digits == 0 {
         return is_random_letters(b);
     }
     if is_version(b) {
         return false;
     }
-    if digits == b.len() || is_uuid(b) {
-        return true;
-    }
-    if b.len() >= 8 && b.iter().all(u8::is_ascii_hexdigit) {
+    if digits == b.len() || (b.len() >= 8 && hex) || is_uuid(b) {
         return true;
     }
     // A single digit in a word is a name (`oauth2`, `s3`, `html5`) unless the segment is a
     // long token (dotted RPC names such as `grpc.health.v1.Health` are names).
-    digits >= 2
-        || (b.len() >= 16
-            && b.iter()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_')))
+    digits >= 2 || (b.len() >= 16 && token)
 }
 
 /// A long run of letters whose case flips as often as a random token's does (camelCase words
