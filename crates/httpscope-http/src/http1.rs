@@ -267,9 +267,12 @@ impl Http1 {
         h
     }
 
-    /// A connection joined in the middle: both directions search for their first head.
+    /// A connection joined in the middle: both directions search for their first head, and
+    /// the first response found may answer a request newer than the oldest one seen.
     pub(crate) fn mid_stream() -> Self {
-        Http1::new(|| State::Search)
+        let mut h = Http1::new(|| State::Search);
+        h.resp_desync = true;
+        h
     }
 
     fn new(state: fn() -> State) -> Self {
@@ -417,6 +420,24 @@ impl Http1 {
                     }
                 }
                 State::Body(body) => {
+                    if matches!(body, Body::Length(_) | Body::UntilClose)
+                        && self
+                            .in_flight
+                            .as_ref()
+                            .is_some_and(|f| f.request.is_none() && f.response_bytes == 0)
+                        && message_start(data, Some(Kind::Response)) == Start::Yes(Kind::Response)
+                    {
+                        // A response whose request was not seen (joined mid-stream, lost
+                        // bytes) declared a body, but a status line follows at once: it
+                        // answered a HEAD request, so it had no body.
+                        self.halves[h].state = State::Idle;
+                        self.finish_in_flight(ts, false, ctx, out);
+                        continue;
+                    }
+                    let body = match &mut self.halves[h].state {
+                        State::Body(body) => body,
+                        _ => unreachable!("checked above"),
+                    };
                     let (used, done) = match body {
                         Body::Length(remaining) => {
                             let take = (data.len() as u64).min(*remaining);

@@ -154,8 +154,79 @@ fn steps_of(msgs: &[(bool, Vec<u8>)], cuts: &[usize]) -> Vec<Step> {
     steps
 }
 
+/// Joins the conversation mid-stream: drops the first `cut_c` client bytes and `cut_s`
+/// server bytes. Returns the steps and, per exchange, whether its request and its response
+/// head were kept whole.
+fn steps_after_cuts(
+    msgs: &[(bool, Vec<u8>)],
+    cut_c: usize,
+    cut_s: usize,
+) -> (Vec<Step>, Vec<(bool, bool)>) {
+    let mut steps = Vec::new();
+    let mut kept = Vec::new();
+    let (mut off_c, mut off_s) = (0usize, 0usize);
+    for (i, (client, bytes)) in msgs.iter().enumerate() {
+        let ts = i as u64 + 1;
+        let (off, cut) = if *client {
+            (&mut off_c, cut_c)
+        } else {
+            (&mut off_s, cut_s)
+        };
+        let skip = cut.saturating_sub(*off).min(bytes.len());
+        let whole = skip == 0;
+        *off += bytes.len();
+        if skip < bytes.len() {
+            let piece = &bytes[skip..];
+            steps.push(if *client { c(ts, piece) } else { s(ts, piece) });
+        }
+        let is_informational = !*client && bytes.starts_with(b"HTTP/1.1 100 ");
+        if *client {
+            kept.push((whole, false));
+        } else if !is_informational {
+            kept.last_mut().expect("a request precedes its response").1 = whole;
+        }
+    }
+    steps.push(Step::Close(msgs.len() as u64 + 1));
+    (steps, kept)
+}
+
+/// 400 cases by default; `PROPTEST_CASES=N` for a longer run.
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(400);
+    ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+    #![proptest_config(config())]
+
+    #[test]
+    fn joining_mid_stream_reports_every_whole_exchange_after_the_cuts(
+        exchanges in prop::collection::vec(exchange(), 1..8),
+        cut_c in 0usize..6000,
+        cut_s in 0usize..12000,
+    ) {
+        let exchanges: Vec<Exchange> = exchanges
+            .into_iter()
+            .map(|mut x| { if x.path.is_empty() { x.path = "/".into(); } x })
+            .collect();
+        let (msgs, want) = render(&exchanges);
+        let (steps, kept) = steps_after_cuts(&msgs, cut_c, cut_s);
+        let (txs, _) = run_mid(&steps);
+        let complete: Vec<Row> = rows(&txs).into_iter().filter(|r| !r.5).collect();
+        let expected: Vec<Row> = want
+            .into_iter()
+            .zip(&kept)
+            .filter(|(_, &(req, resp))| req && resp)
+            .map(|(row, _)| row)
+            .collect();
+        prop_assert_eq!(complete, expected);
+    }
 
     #[test]
     fn any_split_gives_the_same_transactions(
