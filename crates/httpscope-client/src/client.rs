@@ -409,7 +409,7 @@ impl<O: Observer> Lease<'_, O> {
         let conn = self.conn.take().expect("leased");
         self.inner
             .pool
-            .release(&self.inner.hooks, self.origin, conn, reuse);
+            .release(&self.inner.hooks, self.origin, conn, reuse, None);
     }
 }
 
@@ -418,7 +418,7 @@ impl<O: Observer> Drop for Lease<'_, O> {
         if let Some(conn) = self.conn.take() {
             self.inner
                 .pool
-                .release(&self.inner.hooks, self.origin, conn, Reuse::No);
+                .release(&self.inner.hooks, self.origin, conn, Reuse::No, None);
         }
     }
 }
@@ -823,14 +823,15 @@ impl<O: Observer> Client<O> {
         let inner = &*self.inner;
         let hooks = &inner.hooks;
         let origin = &ctx.origin.clone();
-        if let Some(at) = hooks.now() {
+        let asked = hooks.now();
+        if let Some(at) = asked {
             hooks.observer.get_conn(&ev!(GetConn {
                 at,
                 ids: ctx.ids(),
                 origin
             }));
         }
-        let (conn, how, idle_time) = match inner.pool.checkout(hooks, origin, ctx.ids()) {
+        let (conn, how, idle_time) = match inner.pool.checkout(hooks, origin, ctx.ids(), asked) {
             Checkout::Closed => return Err(Error::PoolClosed),
             Checkout::Idle(conn, idle_time) => (conn, ConnOrigin::Idle, idle_time),
             Checkout::Dial => (
@@ -877,7 +878,13 @@ impl<O: Observer> Client<O> {
                 }
             }
         };
-        if let Some(at) = hooks.now() {
+        // Taken from the idle list, the connection was in hand at the moment of the checkout.
+        let got = if how == ConnOrigin::Idle {
+            asked
+        } else {
+            hooks.now()
+        };
+        if let Some(at) = got {
             ctx.timeline.got_conn = Some(at);
             hooks.observer.got_conn(&ev!(GotConn {
                 at,
@@ -1147,7 +1154,9 @@ trait Finisher: Send + Sync {
 impl<O: Observer> Finisher for Inner<O> {
     fn finish(&self, conn: Connection, mut ctx: ReqCtx, reusable: bool, error: Option<&Error>) {
         let hooks = &self.hooks;
-        if let Some(at) = hooks.now() {
+        // Body end, the connection's return and the request's end are one instant: one read.
+        let end = hooks.now();
+        if let Some(at) = end {
             ctx.timeline.end = Some(at);
             hooks.observer.response_body_end(&ev!(ResponseBodyEnd {
                 at,
@@ -1165,8 +1174,9 @@ impl<O: Observer> Finisher for Inner<O> {
             } else {
                 Reuse::No
             },
+            end,
         );
-        if let Some(at) = hooks.now() {
+        if let Some(at) = end {
             match error {
                 None => hooks.observer.request_end(&ev!(RequestEnd {
                     at,

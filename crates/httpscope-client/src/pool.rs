@@ -323,12 +323,14 @@ impl Pool {
         hooks: &Hooks<O>,
         origin: &Origin,
         ids: Ids,
+        at: Option<Instant>,
     ) -> Checkout {
         let mut st = self.lock();
         if st.closed {
             return Checkout::Closed;
         }
-        let now = self.now(hooks);
+        // The caller's clock read, when it just made one, serves here too.
+        let now = at.or_else(|| self.now(hooks));
         while let Some(mut conn) = st.host(origin).idle.pop() {
             st.count(origin, |c| c.idle -= 1);
             let idle_time = match (now, conn.idle_since) {
@@ -512,10 +514,11 @@ impl Pool {
         origin: &Origin,
         mut conn: Connection,
         reuse: Reuse,
+        at: Option<Instant>,
     ) {
         let mut st = self.lock();
         st.count(origin, |c| c.active -= 1);
-        let now = self.now(hooks);
+        let now = at.or_else(|| self.now(hooks));
         let refusal = if st.closed {
             Some((None, CloseReason::PoolClosed))
         } else if reuse == Reuse::Dead {
@@ -664,7 +667,7 @@ impl Pool {
             match waiting.rx.try_recv() {
                 Ok(Handoff::Conn(conn)) => {
                     drop(st);
-                    self.release(hooks, origin, conn, Reuse::Yes);
+                    self.release(hooks, origin, conn, Reuse::Yes, None);
                 }
                 Ok(Handoff::Slot) => {
                     st.count(origin, |c| c.connecting -= 1);

@@ -5,6 +5,7 @@
 
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicI64;
+use std::sync::Mutex;
 
 use http::Method;
 use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
@@ -109,14 +110,56 @@ fn histogram() -> Histogram {
     Histogram::new(DURATION_BUCKETS)
 }
 
+/// `(&Origin, &Method)` looking up an `(Origin, Method)` key without cloning it (hashes the
+/// same: fields in the same order).
+#[derive(Hash)]
+struct ActiveRef<'a>(&'a Origin, &'a Method);
+
+impl hashbrown::Equivalent<(Origin, Method)> for ActiveRef<'_> {
+    fn equivalent(&self, k: &(Origin, Method)) -> bool {
+        *self.0 == k.0 && *self.1 == k.1
+    }
+}
+
+/// A borrowed [`RequestLabels`] (same fields, same order, same hash).
+#[derive(Hash)]
+struct RequestRef<'a> {
+    origin: &'a Origin,
+    method: &'a Method,
+    status: u16,
+    error: &'static str,
+}
+
+impl hashbrown::Equivalent<RequestLabels> for RequestRef<'_> {
+    fn equivalent(&self, k: &RequestLabels) -> bool {
+        *self.origin == k.origin
+            && *self.method == k.method
+            && self.status == k.status
+            && self.error == k.error
+    }
+}
+
+type IntGauge = Gauge<i64, AtomicI64>;
+
+/// Handles of the series already created, found by borrowed keys: a hit costs one
+/// uncontended lock and one word-sized hash, where a `Family` lookup would clone the labels
+/// and SipHash them under its own lock. The handles share their values with the families.
+#[derive(Debug, Default)]
+struct Handles {
+    open: hashbrown::HashMap<Origin, [IntGauge; 2]>,
+    active: hashbrown::HashMap<(Origin, Method), IntGauge>,
+    duration: hashbrown::HashMap<RequestLabels, Histogram>,
+}
+
 /// The five instruments, registered in a prometheus-client [`Registry`].
 #[derive(Debug)]
 pub struct PrometheusRecorder {
     duration: HistFamily<RequestLabels>,
-    active: Family<ActiveLabels, Gauge<i64, AtomicI64>>,
-    open: Family<ConnLabels, Gauge<i64, AtomicI64>>,
+    active: Family<ActiveLabels, IntGauge>,
+    open: Family<ConnLabels, IntGauge>,
     conn_duration: HistFamily<ServerLabels>,
     queue: HistFamily<ServerLabels>,
+    handles: Mutex<Handles>,
 }
 
 impl PrometheusRecorder {
@@ -128,6 +171,7 @@ impl PrometheusRecorder {
             open: Family::default(),
             conn_duration: Family::new_with_constructor(histogram),
             queue: Family::new_with_constructor(histogram),
+            handles: Mutex::default(),
         };
         registry.register_with_unit(
             "http_client_request_duration",
@@ -161,31 +205,69 @@ impl PrometheusRecorder {
     }
 }
 
+impl PrometheusRecorder {
+    fn handles(&self) -> std::sync::MutexGuard<'_, Handles> {
+        self.handles.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl Recorder for PrometheusRecorder {
     fn request_duration(&self, attrs: &RequestAttrs<'_>, seconds: f64) {
-        let labels = RequestLabels {
-            origin: attrs.origin.clone(),
-            method: attrs.method.clone(),
+        let key = RequestRef {
+            origin: attrs.origin,
+            method: attrs.method,
             status: attrs.status.unwrap_or(0),
             error: attrs.error.unwrap_or(""),
         };
-        self.duration.get_or_create(&labels).observe(seconds);
+        let mut h = self.handles();
+        if let Some(hist) = h.duration.get(&key) {
+            hist.observe(seconds);
+            return;
+        }
+        let labels = RequestLabels {
+            origin: attrs.origin.clone(),
+            method: attrs.method.clone(),
+            status: key.status,
+            error: key.error,
+        };
+        let hist = self.duration.get_or_create_owned(&labels);
+        hist.observe(seconds);
+        h.duration.insert(labels, hist);
     }
 
     fn active_requests(&self, origin: &Origin, method: &Method, delta: i64) {
+        let mut h = self.handles();
+        if let Some(g) = h.active.get(&ActiveRef(origin, method)) {
+            g.inc_by(delta);
+            return;
+        }
         let labels = ActiveLabels {
             origin: origin.clone(),
             method: method.clone(),
         };
-        self.active.get_or_create(&labels).inc_by(delta);
+        let g = self.active.get_or_create_owned(&labels);
+        g.inc_by(delta);
+        h.active.insert((origin.clone(), method.clone()), g);
     }
 
     fn open_connections(&self, origin: &Origin, state: ConnectionState, delta: i64) {
-        let labels = ConnLabels {
-            origin: origin.clone(),
-            state,
+        let i = match state {
+            ConnectionState::Active => 0,
+            ConnectionState::Idle => 1,
         };
-        self.open.get_or_create(&labels).inc_by(delta);
+        let mut h = self.handles();
+        if let Some(g) = h.open.get(origin) {
+            g[i].inc_by(delta);
+            return;
+        }
+        let g = [ConnectionState::Active, ConnectionState::Idle].map(|state| {
+            self.open.get_or_create_owned(&ConnLabels {
+                origin: origin.clone(),
+                state,
+            })
+        });
+        g[i].inc_by(delta);
+        h.open.insert(origin.clone(), g);
     }
 
     fn connection_duration(&self, origin: &Origin, seconds: f64) {
