@@ -4,6 +4,7 @@
 #   sudo bench/ebpf/run.sh [rounds] [duration]      (defaults: 3 rounds of 10 s)
 #   BPF_STATS=1 ...   also reports the programs' in-kernel ns per request (kernel.bpf_stats_enabled
 #                     adds two clock reads per program run, so leave it off for the rate ratio)
+#   WATCH_PORT=1 ...  attach with a port filter that matches nothing: the cost of the hooks alone
 #
 # nginx (Debian nginx-light, 1 worker) serves a 612-byte index.html on 127.0.0.1; each round
 # runs `wrk -t2 -c32 -d10s` once without and once with the capture attached (the
@@ -68,7 +69,7 @@ for r in $(seq 1 "$ROUNDS"); do
   printf '%-6s %-10s %12s %12s %10s %10s %12s %10s %14s\n' "$r" off "$BASE" - - - - - "$APPOFF"
 
   rm -f "$DIR/watch.err"
-  "$WATCH" --port "$PORT" > "$DIR/watch.out" 2> "$DIR/watch.err" &
+  "$WATCH" --port "${WATCH_PORT:-$PORT}" > "$DIR/watch.out" 2> "$DIR/watch.err" &
   WPID=$!
   while ! grep -q attached "$DIR/watch.err" 2>/dev/null; do sleep 0.1; done
   L0=$(lines)

@@ -72,7 +72,7 @@ struct http_stats {
 	__u64 skipped_not_http;/* payload skipped by the in-kernel pre-check */
 	__u64 length_only;     /* events of HTTP sockets sent without payload (no buffer) */
 	__u64 read_faults;     /* user memory that could not be read */
-	__u64 _reserved[3];
+	__u64 _reserved[3];    /* [0]: last forced ring-buffer wakeup on this CPU (ns) */
 };
 
 #define HS_STATS_SIZE 64

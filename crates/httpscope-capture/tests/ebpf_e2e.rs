@@ -768,10 +768,13 @@ fn nginx_under_curl_and_wrk_matches_its_access_log() {
         .iter()
         .filter(|t| t.side == Some(Side::Client) && !t.incomplete)
         .count();
-    assert_eq!(
+    // When its time is up wrk closes its 4 connections without reading what is in flight:
+    // nginx has logged those requests, but the client never received their responses.
+    assert!(
+        client_done <= log.len() && client_done + 4 >= log.len(),
+        "every logged request also seen complete on the client side (but wrk's last 4): {} of {}",
         client_done,
-        log.len(),
-        "every logged request also seen complete on the client side"
+        log.len()
     );
     eprintln!(
         "nginx: {} logged, {} transactions, {:?}",

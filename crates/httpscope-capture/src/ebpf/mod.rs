@@ -407,7 +407,8 @@ pub fn capture(
     let mut kernel_seen = RawStats::default();
     let mut last_flush = Instant::now();
     let fd = ring.as_raw_fd();
-    let poll_ms = cfg.flush_interval.as_millis().clamp(1, 50) as libc::c_int;
+    // The programs do not wake us per event (see output() in http.bpf.c): poll on a timer.
+    let poll_ms = cfg.flush_interval.as_millis().clamp(1, 20) as libc::c_int;
 
     let result = loop {
         let mut drained = 0usize;
