@@ -19,6 +19,15 @@
 //! `bridge::TransactionBridge` (feature `model`: each finished request becomes an
 //! `httpscope_model::Transaction` sent to the httpscope monitor).
 //!
+//! What it does not do (yet): HTTP/2; streaming request bodies (a request body is `Bytes`);
+//! waiting for `100 Continue` before sending a body (hyper's client does not, so there is
+//! no such event; 1xx responses are reported when [`Interest::with_informational`] is
+//! asked for); a background reaper (an expired idle connection is closed when the pool
+//! next looks at its host, or when the server closes it). `headers_written`,
+//! `body_written` and `first_response_byte` carry the moments seen at the socket but are
+//! emitted together with `response_headers`, and not at all when no response head arrives.
+//! A deadline covers the request up to its response head, not the reading of the body.
+//!
 //! ```no_run
 //! use httpscope_client::{Client, Observer, observer::RequestEnd};
 //!

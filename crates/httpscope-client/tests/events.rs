@@ -644,3 +644,92 @@ async fn informational_responses_when_asked_for() {
         .unwrap();
     assert!(!log.names().iter().any(|n| n.starts_with("informational")));
 }
+
+#[tokio::test]
+async fn idle_limits_refuse_and_max_lifetime_expires() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.max_idle_per_host(1)
+            .max_lifetime(Some(Duration::from_millis(150)))
+    });
+    let get = || async {
+        c.get(uri(addr, "/slow/30"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+    };
+    let (a, b) = tokio::join!(get(), get());
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "connection_open",
+            "idle_in(i=1)",
+            "put_idle_refused(MaxIdlePerHost)",
+            "connection_closed(IdleFull,requests=1)",
+        ]
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    log.clear();
+    c.get(uri(addr, "/"))
+        .await
+        .unwrap()
+        .into_body()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        log.names()[..4],
+        [
+            "request_start",
+            "get_conn",
+            "idle_out(Expired)",
+            "connection_closed(MaxLifetime,requests=1)"
+        ]
+    );
+    let stats = c.pool_stats();
+    assert_eq!(stats.total.closed(CloseReason::IdleFull), 1);
+    assert_eq!(stats.total.closed(CloseReason::MaxLifetime), 1);
+}
+
+#[tokio::test]
+async fn a_dial_limit_queues_until_the_dial_ends() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_dials_per_host(1));
+    let get = || async {
+        c.get(uri(addr, "/slow/20"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+    };
+    let (a, b) = tokio::join!(get(), get());
+    a.unwrap();
+    b.unwrap();
+    assert_eq!(
+        log.of(2)[..8],
+        [
+            "request_start",
+            "get_conn",
+            "limit_hit(DialsPerHost)",
+            "queue_enter(DialInProgress;a=0,i=0,c=1,w=1)",
+            "queue_exit(NewConnection)",
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)",
+            "got_conn(Dialled,reused=false,idle=false)",
+        ]
+    );
+    assert_eq!(
+        c.pool_stats().total.now.idle,
+        2,
+        "two connections, dialled one after the other"
+    );
+    log.assert_balanced();
+}
