@@ -12,6 +12,33 @@ use httpscope_model::{Method, Source, Transaction};
 use httpscope_monitor::route::Quantizer;
 use httpscope_monitor::{ClientRollup, KeeperConfig, StatKeeper};
 
+/// Counts live heap bytes, to measure memory per key.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicIsize = std::sync::atomic::AtomicIsize::new(0);
+
+// SAFETY: forwards to the system allocator and only counts.
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: same layout contract as the caller's.
+        unsafe { std::alloc::System.alloc(l) }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        LIVE.fetch_sub(l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `alloc` with `l`.
+        unsafe { std::alloc::System.dealloc(p, l) }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: `p` was allocated by `alloc` with `l`.
+        unsafe { std::alloc::System.realloc(p, l, new) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
 /// A small deterministic generator (xorshift), so the bench needs no `rand`.
 struct Rng(u64);
 impl Rng {
@@ -152,15 +179,31 @@ fn keeper() -> StatKeeper {
 fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, label: &str) {
     let txs = mix(100_000);
     if label == "wall" {
+        let before = LIVE.load(std::sync::atomic::Ordering::Relaxed);
         let mut k = keeper();
         for t in &txs {
             k.add(t);
         }
-        let keys = k.len();
-        let bytes = k.heap_bytes();
+        let live = LIVE.load(std::sync::atomic::Ordering::Relaxed) - before;
+        let keys = k.len().max(1);
         eprintln!(
-            "statkeeper memory: {keys} keys, {bytes} heap bytes, {} bytes/key",
-            bytes / keys.max(1)
+            "statkeeper memory: {keys} keys from {} transactions; heap measured by a counting \
+             allocator {live} bytes = {} bytes/key (keeper's own estimate {} bytes)",
+            txs.len(),
+            live as usize / keys,
+            k.heap_bytes()
+        );
+        // A sketch that saw one sample costs nothing on the heap.
+        let mut one = StatKeeper::new(KeeperConfig::default(), Quantizer::heuristic());
+        let before = LIVE.load(std::sync::atomic::Ordering::Relaxed);
+        for t in txs.iter().take(1000) {
+            one.add(t);
+        }
+        let live = LIVE.load(std::sync::atomic::Ordering::Relaxed) - before;
+        eprintln!(
+            "statkeeper memory, first 1000 transactions: {} keys, {live} bytes = {} bytes/key",
+            one.len(),
+            live as usize / one.len().max(1)
         );
     }
     let mut g = c.benchmark_group(format!("statkeeper_{label}"));
