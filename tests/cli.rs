@@ -297,3 +297,49 @@ fn watch_stops_after_its_duration() {
         eprintln!("watch could not capture here: {se}");
     }
 }
+
+#[test]
+fn watch_draws_the_live_view_on_a_terminal_and_restores_it() {
+    // `script` (util-linux) gives the binary a pseudo-terminal; the live source needs root.
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !is_root || !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipping: needs root (live capture) and /usr/bin/script (a pseudo-terminal)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let typescript = dir.path().join("typescript");
+    let cmd = format!(
+        "stty rows 30 cols 150; {} watch --duration 2 --port 9",
+        env!("CARGO_BIN_EXE_httpscope")
+    );
+    let status = Command::new("/usr/bin/script")
+        .args(["-q", "-e", "-c", &cmd])
+        .arg(&typescript)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let screen = text(&std::fs::read(&typescript).unwrap());
+    // Cells are placed with cursor moves, so look for words, not phrases.
+    for word in [
+        "endpoints,",
+        "sorted",
+        "SERVER",
+        "ROUTE",
+        "P99",
+        "quit",
+        "malformed",
+    ] {
+        assert!(screen.contains(word), "{word} missing: {screen}");
+    }
+    assert!(
+        screen.contains("\x1b[?1049h") && screen.contains("\x1b[?1049l"),
+        "alternate screen entered and left"
+    );
+}
