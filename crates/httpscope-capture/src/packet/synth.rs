@@ -170,9 +170,9 @@ pub enum Format {
         /// Big-endian headers.
         big_endian: bool,
     },
-    /// pcapng with one Ethernet interface per entry, each with its own `if_tsresol`
-    /// (a power of ten: 6 = microseconds, 9 = nanoseconds); packets go round-robin across
-    /// interfaces.
+    /// pcapng with one Ethernet interface per entry, each with its own `if_tsresol` (a
+    /// power of ten, 0 to 9: 6 = microseconds, 9 = nanoseconds); packets go round-robin
+    /// across interfaces.
     PcapNg {
         /// The time resolution of interface 0 and of interface 1.
         tsresol: [u8; 2],
@@ -229,7 +229,7 @@ impl Writer {
                     // if_tsresol option (code 9, length 1, padded to 4), then opt_endofopt.
                     b.extend_from_slice(&9u16.to_le_bytes());
                     b.extend_from_slice(&1u16.to_le_bytes());
-                    b.extend_from_slice(&[*resol, 0, 0, 0]);
+                    b.extend_from_slice(&[(*resol).min(9), 0, 0, 0]);
                     b.extend_from_slice(&[0, 0, 0, 0]);
                     w.block(1, &b);
                 }
@@ -277,7 +277,8 @@ impl Writer {
                 interfaces,
             } => {
                 let iface = (self.count % u64::from(interfaces.clamp(1, 2))) as usize;
-                let units = ts_ns as u128 * 10u128.pow(u32::from(tsresol[iface])) / 1_000_000_000;
+                let per_second = 10u128.pow(u32::from(tsresol[iface].min(9)));
+                let units = ts_ns as u128 * per_second / 1_000_000_000;
                 let mut b = Vec::with_capacity(20 + frame.len());
                 b.extend_from_slice(&(iface as u32).to_le_bytes());
                 b.extend_from_slice(&((units >> 32) as u32).to_le_bytes());
