@@ -81,7 +81,15 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let subjects = Arc::new(rt.block_on(async { Subject::all() }));
+    // LOAD_BREAKDOWN=1 adds the two halves of "all hooks" (counting observer, metrics).
+    let breakdown = std::env::var_os("LOAD_BREAKDOWN").is_some();
+    let subjects = Arc::new(rt.block_on(async {
+        if breakdown {
+            Subject::with_breakdown()
+        } else {
+            Subject::all()
+        }
+    }));
     // Profiling aid: LOAD_ONLY=3 runs only subject 3 (the others get no requests).
     let only: Option<usize> = std::env::var("LOAD_ONLY").ok().and_then(|v| v.parse().ok());
     println!(
@@ -142,6 +150,14 @@ fn main() {
     println!("all hooks / Noop, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
     let (m, lo, hi) = ratio(noop, 1);
     println!("Noop / reqwest, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    if breakdown {
+        let (m, lo, hi) = ratio(4, noop);
+        println!(
+            "counting observer only / Noop, per round: median {m:.3} (min {lo:.3}, max {hi:.3})"
+        );
+        let (m, lo, hi) = ratio(5, noop);
+        println!("metrics only / Noop, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    }
     if let Some(n) = subjects[hooks].events() {
         println!("events seen by the all-hooks observer: {n}");
     }

@@ -74,11 +74,30 @@ pub enum Subject {
     Reqwest(reqwest::Client),
     Noop(Client),
     AllHooks(Client<AllHooks>, Arc<prometheus_client::registry::Registry>),
+    /// Breakdown: only the observer that counts every event (no metrics).
+    CountOnly(Client<CountAll>),
+    /// Breakdown: only the metrics with the Prometheus recorder.
+    MetricsOnly(
+        Client<Metrics<PrometheusRecorder>>,
+        Arc<prometheus_client::registry::Registry>,
+    ),
+}
+
+async fn read<O: Observer>(c: &Client<O>, uri: &http::Uri) -> usize {
+    let res = c.get(uri.clone()).await.expect("request");
+    res.into_body().bytes().await.expect("body").len()
 }
 
 impl Subject {
-    /// The four subjects, in a fixed order.
+    /// The four compared subjects, in a fixed order.
     pub fn all() -> Vec<Subject> {
+        let mut v = Self::with_breakdown();
+        v.truncate(4);
+        v
+    }
+
+    /// The four subjects, then the two halves of "all hooks" on their own.
+    pub fn with_breakdown() -> Vec<Subject> {
         let hu = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http();
         let mut registry = prometheus_client::registry::Registry::default();
@@ -87,11 +106,23 @@ impl Subject {
             .observer((CountAll::default(), metrics))
             .build()
             .unwrap();
+        let mut r2 = prometheus_client::registry::Registry::default();
+        let m2 = Metrics::new(PrometheusRecorder::new(&mut r2));
         vec![
             Subject::HyperUtil(hu),
             Subject::Reqwest(reqwest::Client::new()),
             Subject::Noop(Client::new()),
             Subject::AllHooks(hooked, Arc::new(registry)),
+            Subject::CountOnly(
+                Client::builder()
+                    .observer(CountAll::default())
+                    .build()
+                    .unwrap(),
+            ),
+            Subject::MetricsOnly(
+                Client::builder().observer(m2).build().unwrap(),
+                Arc::new(r2),
+            ),
         ]
     }
 
@@ -101,6 +132,8 @@ impl Subject {
             Subject::Reqwest(_) => "reqwest",
             Subject::Noop(_) => "httpscope Noop",
             Subject::AllHooks(..) => "httpscope all hooks",
+            Subject::CountOnly(_) => "(breakdown) counting observer only",
+            Subject::MetricsOnly(..) => "(breakdown) metrics only",
         }
     }
 
@@ -120,24 +153,10 @@ impl Subject {
                 let res = c.get(url).send().await.expect("reqwest request");
                 res.bytes().await.expect("reqwest body").len()
             }
-            Subject::Noop(c) => c
-                .get(uri.clone())
-                .await
-                .expect("request")
-                .into_body()
-                .bytes()
-                .await
-                .expect("body")
-                .len(),
-            Subject::AllHooks(c, _) => c
-                .get(uri.clone())
-                .await
-                .expect("request")
-                .into_body()
-                .bytes()
-                .await
-                .expect("body")
-                .len(),
+            Subject::Noop(c) => read(c, uri).await,
+            Subject::AllHooks(c, _) => read(c, uri).await,
+            Subject::CountOnly(c) => read(c, uri).await,
+            Subject::MetricsOnly(c, _) => read(c, uri).await,
         }
     }
 
