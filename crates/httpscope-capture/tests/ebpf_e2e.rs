@@ -743,7 +743,12 @@ fn nginx_under_curl_and_wrk_matches_its_access_log() {
     for (m, p, s, b) in &log {
         *seen.entry((m.clone(), p.clone(), *s, *b)).or_default() += 1;
     }
+    let mut cut_short = Vec::new();
     for t in &server {
+        if t.incomplete {
+            cut_short.push(*t);
+            continue;
+        }
         let key = (
             t.method.map(|m| m.as_str().to_string()).unwrap_or_default(),
             t.path.clone(),
@@ -752,10 +757,25 @@ fn nginx_under_curl_and_wrk_matches_its_access_log() {
         );
         *seen.entry(key).or_default() -= 1;
     }
+    // When its time is up wrk closes its 4 connections with requests in flight: nginx logs
+    // them, but its response write fails, so the server side holds a request without a
+    // complete response. Those (at most 4, for wrk's path) stand in for the log lines left.
+    for t in &cut_short {
+        let left = seen.iter_mut().find(|((m, p, _, _), n)| {
+            **n > 0 && p == "/index.html" && Some(m.as_str()) == t.method.map(|x| x.as_str())
+        });
+        if let Some((_, n)) = left {
+            *n -= 1;
+        }
+    }
+    assert!(
+        cut_short.len() <= 4,
+        "incomplete server-side transactions: {cut_short:#?}"
+    );
     let diff: Vec<_> = seen.iter().filter(|(_, &n)| n != 0).collect();
     assert!(
         diff.is_empty(),
-        "server side vs access log (log minus seen): {diff:?}\n{report:?}"
+        "server side vs access log (log minus seen): {diff:?}\nincomplete: {cut_short:#?}\n{report:?}"
     );
     // The client side: curl's requests with the right pid, wrk's complete ones counted.
     let big = find(&txs, Side::Client, Method::Get, "/big.bin");
