@@ -30,7 +30,10 @@ unsafe impl std::alloc::GlobalAlloc for Counting {
         unsafe { std::alloc::System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
-        LIVE.fetch_add(new as isize - l.size() as isize, std::sync::atomic::Ordering::Relaxed);
+        LIVE.fetch_add(
+            new as isize - l.size() as isize,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         // SAFETY: `p` was allocated by `alloc` with `l`.
         unsafe { std::alloc::System.realloc(p, l, new) }
     }
@@ -132,6 +135,7 @@ pub fn mix(n: usize) -> Vec<Transaction> {
 /// ran, which is what "transactions per second on one core" means.
 struct ThreadCpu;
 
+#[cfg(unix)]
 fn thread_cpu_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -140,6 +144,16 @@ fn thread_cpu_ns() -> u64 {
     // SAFETY: `ts` is a valid timespec to write into.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// No per-thread CPU clock here: fall back to a monotonic clock (wall time).
+#[cfg(not(unix))]
+fn thread_cpu_ns() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 impl Measurement for ThreadCpu {
