@@ -7,7 +7,7 @@
 //! 3 close.
 #![no_main]
 
-use httpscope_http::{Config, ConnMeta, Connection, Direction, Output};
+use httpscope_http::{Config, ConnMeta, Connection, Direction, HeadBudget, Output};
 use httpscope_model::ConnTuple;
 use libfuzzer_sys::fuzz_target;
 
@@ -19,6 +19,7 @@ fuzz_target!(|data: &[u8]| {
         keep_query: flags & 4 != 0,
         max_path_bytes: 16,
         max_search_bytes: if flags & 8 != 0 { 32 } else { 256 * 1024 },
+        head_budget: HeadBudget::new(if flags & 32 != 0 { 40 } else { 1 << 20 }),
     };
     let meta = ConnMeta { from_start: flags & 16 != 0, ..ConnMeta::default() };
     let tuple = ConnTuple::new("1.1.1.1:1000".parse().unwrap(), "[::2]:80".parse().unwrap());
@@ -43,6 +44,8 @@ fuzz_target!(|data: &[u8]| {
         rest = tail;
     }
     conn.close(ts + 1, &mut out);
+    // Whatever partial heads were held went back to the shared budget.
+    assert_eq!(cfg.head_budget.used(), 0);
     assert_eq!(out.stats.transactions, out.transactions.len() as u64);
     let incomplete = out.transactions.iter().filter(|t| t.incomplete).count() as u64;
     assert_eq!(out.stats.incomplete, incomplete);

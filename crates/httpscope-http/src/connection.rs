@@ -166,6 +166,10 @@ impl Connection {
 
     fn check_exit(&mut self, out: &mut Output) {
         if let State::Http1(h) = &self.state {
+            if h.exit().is_some() {
+                // The parser is dropped below: what it still holds leaves the budget.
+                self.cfg.head_budget.give_back(h.held());
+            }
             match h.exit() {
                 None => {}
                 Some(Exit::Upgraded) => self.state = State::Ignore(Protocol::Upgraded),
@@ -221,6 +225,7 @@ impl Connection {
                 cfg: &self.cfg,
             };
             h.close(ts_ns, &ctx, out);
+            self.cfg.head_budget.give_back(h.held());
         }
         self.state = State::Closed;
     }
@@ -249,5 +254,15 @@ impl Connection {
     /// The source-supplied description of the connection.
     pub fn meta(&self) -> &ConnMeta {
         &self.meta
+    }
+}
+
+impl Drop for Connection {
+    /// A connection dropped without [`Connection::close`] still gives its partial heads'
+    /// bytes back to the shared budget.
+    fn drop(&mut self) {
+        if let State::Http1(h) = &self.state {
+            self.cfg.head_budget.give_back(h.held());
+        }
     }
 }

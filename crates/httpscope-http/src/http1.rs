@@ -15,7 +15,7 @@ use httpscope_model::{ConnTuple, HttpVersion, Method, Transaction};
 use crate::chunked::{Chunked, Progress};
 use crate::head::{self, Framing};
 use crate::scan::{message_start, HeadEnd, Kind, Start, START_LEN};
-use crate::{side_of, Config, ConnMeta, Direction, Output};
+use crate::{side_of, Config, ConnMeta, Direction, HeadBudget, Output};
 
 /// What the HTTP/1 parser borrows from its connection for every call.
 pub(crate) struct Ctx<'a> {
@@ -116,15 +116,17 @@ impl Half {
     }
 
     /// Drops any partial head and starts searching.
-    fn lose_place(&mut self, at_line_start: bool) {
+    fn lose_place(&mut self, at_line_start: bool, budget: &HeadBudget) {
         self.state = State::Search;
-        self.release_buf();
+        self.release_buf(budget);
         self.prefix_len = 0;
         self.at_line_start = at_line_start;
     }
 
-    /// Empties the head buffer, and frees it if a large head made it grow.
-    fn release_buf(&mut self) {
+    /// Empties the head buffer (giving its bytes back to the budget), and frees it if a large
+    /// head made it grow.
+    fn release_buf(&mut self, budget: &HeadBudget) {
+        budget.give_back(self.buf.len());
         if self.buf.capacity() > 4096 {
             self.buf = Vec::new();
         } else {
@@ -310,17 +312,31 @@ impl Http1 {
         if !self.seen_head {
             self.searched += n as u64;
             if self.searched > ctx.cfg.max_search_bytes {
-                self.stop(Exit::NotHttp);
+                self.stop(Exit::NotHttp, &ctx.cfg.head_budget);
             }
         }
     }
 
-    fn stop(&mut self, exit: Exit) {
+    fn stop(&mut self, exit: Exit, budget: &HeadBudget) {
         self.exit = Some(exit);
         for half in &mut self.halves {
             half.state = State::Ignore;
+            budget.give_back(half.buf.len());
             half.buf = Vec::new();
         }
+    }
+
+    /// Bytes of partial heads and of waiting requests' paths held (they are counted in the
+    /// config's [`HeadBudget`]).
+    pub(crate) fn held(&self) -> usize {
+        let heads: usize = self.halves.iter().map(|h| h.buf.len()).sum();
+        let waiting: usize = self.pending.iter().map(|p| p.path.len()).sum();
+        let answering = self
+            .in_flight
+            .as_ref()
+            .and_then(|f| f.request.as_ref())
+            .map_or(0, |p| p.path.len());
+        heads + waiting + answering
     }
 
     /// Parses the next chunk of one direction.
@@ -358,8 +374,10 @@ impl Http1 {
                     } => {
                         if in_prefix {
                             let start_ns = half.prefix_ns;
-                            half.buf
-                                .extend_from_slice(&half.prefix[..usize::from(half.prefix_len)]);
+                            let kept = usize::from(half.prefix_len);
+                            // A few bytes at most: taken even past the budget.
+                            ctx.cfg.head_budget.take(kept);
+                            half.buf.extend_from_slice(&half.prefix[..kept]);
                             half.prefix_len = 0;
                             half.begin_head(kind, start_ns);
                             // The kept bytes hold no line end (they are a start's prefix).
@@ -389,7 +407,11 @@ impl Http1 {
                         None => {
                             if half.buf.len() + data.len() > max {
                                 // Its end is still to come: search from the next line.
-                                self.head_too_large(dir, false, out);
+                                self.head_too_large(dir, false, ParseError::HeadTooLarge, ctx, out);
+                                data = &[];
+                            } else if !ctx.cfg.head_budget.try_take(data.len()) {
+                                // Every connection together holds as much as allowed.
+                                self.head_too_large(dir, false, ParseError::HeadBudget, ctx, out);
                                 data = &[];
                             } else {
                                 half.buf.extend_from_slice(data);
@@ -398,7 +420,7 @@ impl Http1 {
                         }
                         Some(end) if half.buf.len() + end > max => {
                             // Its end is here: the next byte may start a message.
-                            self.head_too_large(dir, true, out);
+                            self.head_too_large(dir, true, ParseError::HeadTooLarge, ctx, out);
                             data = &data[end..];
                         }
                         Some(end) => {
@@ -406,13 +428,15 @@ impl Http1 {
                                 self.on_head(dir, &data[..end], ts, ctx, out);
                             } else {
                                 let mut buf = std::mem::take(&mut half.buf);
+                                // The head is complete: its bytes leave the budget now.
+                                ctx.cfg.head_budget.give_back(buf.len());
                                 buf.extend_from_slice(&data[..end]);
                                 self.on_head(dir, &buf, ts, ctx, out);
-                                // Give the buffer back for the next split head.
+                                // Keep the (small) allocation for the next split head.
                                 let half = &mut self.halves[h];
-                                if half.buf.is_empty() {
+                                if half.buf.is_empty() && buf.capacity() <= 4096 {
+                                    buf.clear();
                                     half.buf = buf;
-                                    half.release_buf();
                                 }
                             }
                             data = &data[end..];
@@ -468,13 +492,20 @@ impl Http1 {
         }
     }
 
-    fn head_too_large(&mut self, dir: Direction, at_line_start: bool, out: &mut Output) {
-        out.stats.errors.inc(ParseError::HeadTooLarge);
+    fn head_too_large(
+        &mut self,
+        dir: Direction,
+        at_line_start: bool,
+        why: ParseError,
+        ctx: &Ctx<'_>,
+        out: &mut Output,
+    ) {
+        out.stats.errors.inc(why);
         out.stats.resyncs += 1;
         if self.halves[dir.index()].role == Some(Kind::Response) {
             self.resp_desync = true;
         }
-        self.halves[dir.index()].lose_place(at_line_start);
+        self.halves[dir.index()].lose_place(at_line_start, &ctx.cfg.head_budget);
     }
 
     /// Handles a complete head read from direction `dir` in the chunk at `ts`.
@@ -514,7 +545,7 @@ impl Http1 {
                     self.resp_desync = true;
                 }
                 // The bad head ended with an empty line, so the next byte starts a line.
-                self.halves[dir.index()].lose_place(true);
+                self.halves[dir.index()].lose_place(true, &ctx.cfg.head_budget);
             }
         }
     }
@@ -539,10 +570,18 @@ impl Http1 {
         }
         let id = self.next_id;
         self.next_id += 1;
+        // Waiting paths count against the same budget as partial heads: a flood of
+        // connections pipelining long paths must not grow memory past it either. Over the
+        // budget the request keeps its place in the pairing but loses its path.
+        let mut path = req.path;
+        if !ctx.cfg.head_budget.try_take(path.len()) {
+            out.stats.errors.inc(ParseError::HeadBudget);
+            path = String::new();
+        }
         self.pending.push_back(Pending {
             id,
             method: req.method,
-            path: req.path,
+            path,
             version: req.version,
             start_ns,
             request_bytes: 0,
@@ -604,11 +643,12 @@ impl Http1 {
                 out,
             );
             out.stats.upgraded_connections += 1;
-            self.stop(if status == 101 && h2c {
+            let exit = if status == 101 && h2c {
                 Exit::Http2
             } else {
                 Exit::Upgraded
-            });
+            };
+            self.stop(exit, &ctx.cfg.head_budget);
             return;
         }
         let framing = if method == Some(Method::Head) || status == 204 || status == 304 {
@@ -710,7 +750,7 @@ impl Http1 {
         out.stats.resyncs += 1;
         let half = &mut self.halves[dir.index()];
         let role = half.role;
-        half.lose_place(at_line_start);
+        half.lose_place(at_line_start, &ctx.cfg.head_budget);
         if role == Some(Kind::Response) {
             self.resp_desync = true;
             self.finish_in_flight(ts, true, ctx, out);
@@ -781,7 +821,7 @@ impl Http1 {
         while let Some(p) = self.pending.pop_front() {
             self.emit(Some(p), None, None, 0, ts, true, ctx, out);
         }
-        self.stop(self.exit.unwrap_or(Exit::Upgraded));
+        self.stop(self.exit.unwrap_or(Exit::Upgraded), &ctx.cfg.head_budget);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -830,6 +870,10 @@ impl Http1 {
             Direction::Forward => (ctx.tuple.src, ctx.tuple.dst),
             Direction::Reverse => (ctx.tuple.dst, ctx.tuple.src),
         };
+        if let Some(r) = &request {
+            // The path leaves the parser with the transaction.
+            ctx.cfg.head_budget.give_back(r.path.len());
+        }
         let (method, path, req_version, start_ns, request_bytes) = match request {
             Some(r) => (
                 r.method,

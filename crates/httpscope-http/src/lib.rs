@@ -62,6 +62,62 @@ pub struct Config {
     /// How many bytes a connection that has never shown an HTTP head may pass over while
     /// searching for one before it is declared not HTTP (default 256 KiB).
     pub max_search_bytes: u64,
+    /// The bytes of heads split across chunks that all connections built from this config
+    /// (and its clones) may hold together (default 16 MiB). A head that would go past it is
+    /// counted as [`ParseError::HeadBudget`](httpscope_model::telemetry::ParseError) and its
+    /// direction resynchronises, so a flood of connections with partial heads cannot grow
+    /// memory past this, whatever `max_head_bytes` allows one connection.
+    pub head_budget: std::sync::Arc<HeadBudget>,
+}
+
+/// Bytes of partial heads held by the connections sharing one [`Config`]. Heads that arrive
+/// whole in one chunk (the common case) are parsed in place and never touch it.
+#[derive(Debug)]
+pub struct HeadBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl HeadBudget {
+    /// A budget of `limit` bytes.
+    pub fn new(limit: usize) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(HeadBudget {
+            limit,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Takes `n` bytes if they fit.
+    pub(crate) fn try_take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.used
+            .fetch_update(Relaxed, Relaxed, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Takes `n` bytes whether or not they fit (a few bytes of a message start).
+    pub(crate) fn take(&self, n: usize) {
+        self.used.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Gives `n` bytes back.
+    pub(crate) fn give_back(&self, n: usize) {
+        if n > 0 {
+            self.used.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 impl Default for Config {
@@ -72,6 +128,7 @@ impl Default for Config {
             keep_query: false,
             max_path_bytes: 2048,
             max_search_bytes: 256 * 1024,
+            head_budget: HeadBudget::new(16 * 1024 * 1024),
         }
     }
 }

@@ -3,7 +3,9 @@
 mod common;
 
 use common::*;
-use httpscope_http::{Config, ConnMeta, Endpoint, Protocol};
+use httpscope_http::{
+    Config, ConnMeta, Connection, Direction, Endpoint, HeadBudget, Output, Protocol,
+};
 use httpscope_model::telemetry::ParseError;
 use httpscope_model::{HttpVersion, Side, Source};
 
@@ -697,4 +699,131 @@ fn a_chunk_start_is_a_resync_candidate() {
             row("GET", "/c", 200, 0, 5)
         ]
     );
+}
+
+#[test]
+fn partial_heads_share_one_budget_across_connections() {
+    let cfg = Config {
+        head_budget: HeadBudget::new(100),
+        ..Config::default()
+    };
+    let meta = ConnMeta {
+        from_start: true,
+        ..ConnMeta::default()
+    };
+    let mut out = Output::default();
+    let head = "GET /long HTTP/1.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    // The first connection holds a split head of 80 bytes.
+    let mut a = Connection::new(tuple(), meta.clone(), &cfg);
+    a.feed(Direction::Forward, 1, &head.as_bytes()[..80], &mut out);
+    assert_eq!(cfg.head_budget.used(), 80);
+    // A second one cannot also hold 50: counted, and it resynchronises.
+    let mut b = Connection::new(tuple(), meta.clone(), &cfg);
+    b.feed(Direction::Forward, 2, &head.as_bytes()[..50], &mut out);
+    assert_eq!(out.stats.errors.get(ParseError::HeadBudget), 1);
+    assert_eq!(cfg.head_budget.used(), 80);
+    // Heads that arrive whole never touch the budget.
+    b.feed(
+        Direction::Forward,
+        3,
+        b"\r\nGET /whole HTTP/1.1\r\n\r\n",
+        &mut out,
+    );
+    b.feed(Direction::Reverse, 4, OK5.as_bytes(), &mut out);
+    assert_eq!(
+        rows(&out.transactions),
+        vec![row("GET", "/whole", 200, 0, 5)]
+    );
+    // When the first head completes, its bytes go back.
+    a.feed(
+        Direction::Forward,
+        5,
+        format!("{}\r\n", &head[80..]).as_bytes(),
+        &mut out,
+    );
+    // Its head's bytes went back; only its waiting path is held until it is answered.
+    assert_eq!(cfg.head_budget.used(), "/long".len());
+    a.feed(Direction::Reverse, 6, OK5.as_bytes(), &mut out);
+    assert_eq!(cfg.head_budget.used(), 0);
+    // A connection dropped mid-head (without close) gives its bytes back too.
+    let mut c = Connection::new(tuple(), meta, &cfg);
+    c.feed(Direction::Forward, 6, &head.as_bytes()[..60], &mut out);
+    assert_eq!(cfg.head_budget.used(), 60);
+    drop(c);
+    assert_eq!(cfg.head_budget.used(), 0);
+}
+
+#[test]
+fn waiting_paths_count_against_the_budget() {
+    let cfg = Config {
+        head_budget: HeadBudget::new(10),
+        ..Config::default()
+    };
+    let meta = ConnMeta {
+        from_start: true,
+        ..ConnMeta::default()
+    };
+    let mut out = Output::default();
+    let mut conn = Connection::new(tuple(), meta, &cfg);
+    conn.feed(
+        Direction::Forward,
+        1,
+        b"GET /1234567 HTTP/1.1\r\n\r\nGET /too-long-now HTTP/1.1\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(cfg.head_budget.used(), 8);
+    assert_eq!(out.stats.errors.get(ParseError::HeadBudget), 1);
+    conn.feed(
+        Direction::Reverse,
+        2,
+        format!("{OK5}{OK5}").as_bytes(),
+        &mut out,
+    );
+    // Both requests were answered in order; the second lost only its path.
+    assert_eq!(
+        rows(&out.transactions),
+        vec![row("GET", "/1234567", 200, 0, 5), row("GET", "", 200, 0, 5)]
+    );
+    assert_eq!(cfg.head_budget.used(), 0);
+    // Requests still waiting when the parser stops (an upgrade) or the connection is
+    // dropped give their paths back as well.
+    let mut conn = Connection::new(
+        tuple(),
+        ConnMeta {
+            from_start: true,
+            ..ConnMeta::default()
+        },
+        &cfg,
+    );
+    conn.feed(
+        Direction::Forward,
+        3,
+        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(cfg.head_budget.used(), 5);
+    conn.feed(
+        Direction::Reverse,
+        4,
+        b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(cfg.head_budget.used(), 0);
+    let mut conn = Connection::new(
+        tuple(),
+        ConnMeta {
+            from_start: true,
+            ..ConnMeta::default()
+        },
+        &cfg,
+    );
+    conn.feed(
+        Direction::Forward,
+        5,
+        b"GET /abc HTTP/1.1\r\n\r\n",
+        &mut out,
+    );
+    assert_eq!(cfg.head_budget.used(), 4);
+    drop(conn);
+    assert_eq!(cfg.head_budget.used(), 0);
 }

@@ -215,6 +215,9 @@ reasons! {
         InvalidContentLength => "invalid_content_length",
         /// Bytes were lost (a capture gap) where no body could absorb them.
         GapOutsideBody => "gap_outside_body",
+        /// A head split across chunks could not be held: the source's budget for partial
+        /// heads (all connections together) was spent.
+        HeadBudget => "head_budget",
     }
 }
 

@@ -46,6 +46,9 @@ pub fn run_with(
             Step::Close(ts) => conn.close(*ts, &mut out),
         }
     }
+    if matches!(steps.last(), Some(Step::Close(_))) {
+        assert_eq!(cfg.head_budget.used(), 0, "a closed connection holds nothing");
+    }
     let (txs, stats) = out.take();
     (txs, stats, conn)
 }
