@@ -47,7 +47,11 @@ pub fn run_with(
         }
     }
     if matches!(steps.last(), Some(Step::Close(_))) {
-        assert_eq!(cfg.head_budget.used(), 0, "a closed connection holds nothing");
+        assert_eq!(
+            cfg.head_budget.used(),
+            0,
+            "a closed connection holds nothing"
+        );
     }
     let (txs, stats) = out.take();
     (txs, stats, conn)
