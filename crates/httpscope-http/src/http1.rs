@@ -445,6 +445,7 @@ impl Http1 {
                 }
                 State::Body(body) => {
                     if matches!(body, Body::Length(_) | Body::UntilClose)
+                        && half.role == Some(Kind::Response)
                         && self
                             .in_flight
                             .as_ref()

@@ -827,3 +827,24 @@ fn waiting_paths_count_against_the_budget() {
     drop(conn);
     assert_eq!(cfg.head_budget.used(), 0);
 }
+
+#[test]
+fn a_request_body_that_looks_like_a_status_line_is_still_a_body() {
+    // Joined mid-stream: a response without its request is waiting for its body when the
+    // client uploads a body that happens to start like a status line.
+    let (txs, stats) = run_mid(&[
+        s(1, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"),
+        c(2, "POST /x HTTP/1.1\r\nContent-Length: 20\r\n\r\n"),
+        c(3, "HTTP/1.1 200 OK\r\n\r\n!"),
+        s(4, "hello"),
+        s(5, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"),
+    ]);
+    assert_eq!(stats.errors.total(), 0);
+    assert_eq!(
+        rows(&txs),
+        vec![
+            (None, String::new(), Some(200), 0, 5, true),
+            row("POST", "/x", 201, 20, 0)
+        ]
+    );
+}
