@@ -1,15 +1,16 @@
 //! The HTTP/1 stream parser on realistic traffic, one connection at a time, single core.
 //!
 //! Run: `cargo bench -p httpscope-http --bench parse`. Times are the benchmark thread's CPU
-//! time ([`cpu_time`]), so the figures are per core even on a busy machine. Figures go in
-//! BENCHMARKS.md.
+//! time (`bench/support/thread_cpu.rs`), so the figures are per core even on a busy machine.
+//! Figures go in BENCHMARKS.md.
 
-mod cpu_time;
+#[path = "../../../bench/support/thread_cpu.rs"]
+mod thread_cpu;
 
-use cpu_time::ThreadCpuTime;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use httpscope_http::{Config, ConnMeta, Connection, Direction, Output};
 use httpscope_model::ConnTuple;
+use thread_cpu::ThreadCpu;
 
 /// One connection's traffic as chunks in arrival order.
 struct Workload {
@@ -149,7 +150,7 @@ fn parse(w: &Workload, out: &mut Output) {
     out.stats = Default::default();
 }
 
-fn bench(c: &mut Criterion<ThreadCpuTime>) {
+fn bench(c: &mut Criterion<ThreadCpu>) {
     let mut out = Output::default();
     let workloads = [
         small_gets(10_000),
@@ -179,7 +180,7 @@ fn bench(c: &mut Criterion<ThreadCpuTime>) {
 
 criterion_group! {
     name = benches;
-    config = Criterion::default().with_measurement(ThreadCpuTime);
+    config = Criterion::default().with_measurement(ThreadCpu);
     targets = bench
 }
 criterion_main!(benches);

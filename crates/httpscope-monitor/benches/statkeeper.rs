@@ -6,11 +6,15 @@
 //! 50 ms. Every path is a distinct string, so the quantizer runs on every transaction. About
 //! 2,000 distinct keys (printed).
 
-use criterion::measurement::{Measurement, ValueFormatter, WallTime};
+use criterion::measurement::Measurement;
+#[path = "../../../bench/support/thread_cpu.rs"]
+mod thread_cpu;
+
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use httpscope_model::{Method, Source, Transaction};
 use httpscope_monitor::route::Quantizer;
 use httpscope_monitor::{ClientRollup, KeeperConfig, StatKeeper};
+use thread_cpu::ThreadCpu;
 
 /// Counts live heap bytes, to measure memory per key.
 struct Counting;
@@ -128,56 +132,6 @@ pub fn mix(n: usize) -> Vec<Transaction> {
             }
         })
         .collect()
-}
-
-/// The calling thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`): on a machine shared with other
-/// jobs, wall time counts the time the thread waited for a core; this counts only the time it
-/// ran, which is what "transactions per second on one core" means.
-struct ThreadCpu;
-
-#[cfg(unix)]
-fn thread_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec to write into.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// No per-thread CPU clock here: fall back to a monotonic clock (wall time).
-#[cfg(not(unix))]
-fn thread_cpu_ns() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START
-        .get_or_init(std::time::Instant::now)
-        .elapsed()
-        .as_nanos() as u64
-}
-
-impl Measurement for ThreadCpu {
-    type Intermediate = u64;
-    type Value = u64;
-    fn start(&self) -> u64 {
-        thread_cpu_ns()
-    }
-    fn end(&self, i: u64) -> u64 {
-        thread_cpu_ns() - i
-    }
-    fn add(&self, a: &u64, b: &u64) -> u64 {
-        a + b
-    }
-    fn zero(&self) -> u64 {
-        0
-    }
-    fn to_f64(&self, v: &u64) -> f64 {
-        *v as f64
-    }
-    fn formatter(&self) -> &dyn ValueFormatter {
-        // Nanoseconds either way: the wall-time formatter prints them as times.
-        WallTime.formatter()
-    }
 }
 
 fn keeper() -> StatKeeper {
