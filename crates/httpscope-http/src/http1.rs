@@ -566,7 +566,7 @@ impl Http1 {
             if let Some(old) = self.pending.pop_front() {
                 out.stats.pipeline_overflow += 1;
                 let end = old.start_ns;
-                self.emit(Some(old), None, None, 0, end, true, ctx, out);
+                self.emit(Some(old), None, None, 0, end, end, true, ctx, out);
             }
         }
         let id = self.next_id;
@@ -623,7 +623,17 @@ impl Http1 {
             self.resp_desync = false;
             while self.pending.len() > 1 && self.pending[1].start_ns <= start_ns {
                 let lost = self.pending.pop_front().expect("len > 1");
-                self.emit(Some(lost), None, None, 0, start_ns, true, ctx, out);
+                self.emit(
+                    Some(lost),
+                    None,
+                    None,
+                    0,
+                    start_ns,
+                    start_ns,
+                    true,
+                    ctx,
+                    out,
+                );
             }
         }
         let request = self.pending.pop_front();
@@ -638,6 +648,7 @@ impl Http1 {
                 Some(status),
                 Some(resp.version),
                 0,
+                start_ns,
                 ts,
                 incomplete,
                 ctx,
@@ -672,6 +683,7 @@ impl Http1 {
                     Some(status),
                     Some(resp.version),
                     0,
+                    start_ns,
                     ts,
                     incomplete,
                     ctx,
@@ -724,7 +736,7 @@ impl Http1 {
     fn finish_in_flight(&mut self, end_ns: u64, cut: bool, ctx: &Ctx<'_>, out: &mut Output) {
         if let Some(f) = self.in_flight.take() {
             let incomplete = cut || f.request.is_none();
-            self.emit_with_start(
+            self.emit(
                 f.request,
                 Some(f.status),
                 Some(f.version),
@@ -820,41 +832,15 @@ impl Http1 {
             self.finish_in_flight(if until_close { last } else { ts }, !until_close, ctx, out);
         }
         while let Some(p) = self.pending.pop_front() {
-            self.emit(Some(p), None, None, 0, ts, true, ctx, out);
+            self.emit(Some(p), None, None, 0, ts, ts, true, ctx, out);
         }
         self.stop(self.exit.unwrap_or(Exit::Upgraded), &ctx.cfg.head_budget);
     }
 
+    /// Builds and outputs one transaction. It starts at its request's first byte, or at
+    /// `response_start_ns` when there is no request.
     #[allow(clippy::too_many_arguments)]
     fn emit(
-        &self,
-        request: Option<Pending>,
-        status: Option<u16>,
-        version: Option<HttpVersion>,
-        response_bytes: u64,
-        end_ns: u64,
-        incomplete: bool,
-        ctx: &Ctx<'_>,
-        out: &mut Output,
-    ) {
-        let start = request.as_ref().map_or(end_ns, |r| r.start_ns);
-        self.emit_with_start(
-            request,
-            status,
-            version,
-            response_bytes,
-            start,
-            end_ns,
-            incomplete,
-            ctx,
-            out,
-        );
-    }
-
-    /// Builds and outputs one transaction. `response_start_ns` is used as the start when
-    /// there is no request.
-    #[allow(clippy::too_many_arguments)]
-    fn emit_with_start(
         &self,
         request: Option<Pending>,
         status: Option<u16>,
