@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use httpscope_http::{Config, ConnMeta, Connection, Direction, Endpoint, Output};
 use httpscope_model::telemetry::{DropReason, SourceStats};
-use httpscope_model::{ConnTuple, Source};
+use httpscope_model::{ConnTuple, Source, Tags};
 use rustc_hash::FxHashMap;
 
 use super::event::{Dir, Event, Kind, FLAG_FROM_START};
@@ -31,6 +31,8 @@ pub struct Streams {
     idle_ns: u64,
     linger_ns: u64,
     wall_offset_ns: i64,
+    source: Source,
+    tags: Tags,
     /// Streams opened so far.
     pub opened: u64,
 }
@@ -51,8 +53,19 @@ impl Streams {
             idle_ns: idle.as_nanos() as u64,
             linger_ns: linger.as_nanos() as u64,
             wall_offset_ns,
+            source: Source::Ebpf,
+            tags: Tags::default(),
             opened: 0,
         }
+    }
+
+    /// The source and tags given to every connection of this table (default: `ebpf`, no
+    /// tags). The TLS source keeps one table per library, with `source` `tls` and its
+    /// `tls_library` tag, and reuses everything else.
+    pub fn labelled(mut self, source: Source, tags: Tags) -> Self {
+        self.source = source;
+        self.tags = tags;
+        self
     }
 
     /// Streams currently open.
@@ -87,13 +100,13 @@ impl Streams {
                 return;
             }
             let meta = ConnMeta {
-                source: Source::Ebpf,
+                source: self.source,
                 pid: Some(ev.tgid()),
                 comm: Some(ev.comm()),
                 observer: Some(Endpoint::Src),
                 wall_offset_ns: self.wall_offset_ns,
                 from_start: ev.flags() & FLAG_FROM_START != 0,
-                ..ConnMeta::default()
+                tags: self.tags.clone(),
             };
             let tuple = ConnTuple::new(ev.local(), ev.remote());
             let conn = Connection::new(tuple, meta, &self.cfg);
