@@ -196,11 +196,23 @@ impl Quantizer {
             push_bounded(out, path);
             return;
         }
-        for seg in path[1..].split('/') {
-            let piece = if self.heuristic && is_id(seg) {
+        // One pass over the bytes: split at '/' and classify each segment's bytes as we go
+        // (a table lookup per byte), instead of `split` plus several scans per segment. This
+        // is the StatKeeper's hottest loop: every transaction's path goes through it.
+        let b = path.as_bytes();
+        let mut start = 1;
+        let mut seg = SegClass::new();
+        for i in 1..=b.len() {
+            let c = if i < b.len() { b[i] } else { b'/' };
+            if c != b'/' {
+                seg.push(c);
+                continue;
+            }
+            let piece = &path[start..i];
+            let piece = if self.heuristic && seg.is_id(piece.as_bytes()) {
                 "*"
             } else {
-                seg
+                piece
             };
             if out.len() + 1 + piece.len() > MAX_ROUTE_BYTES {
                 out.push_str("/…");
@@ -208,6 +220,8 @@ impl Quantizer {
             }
             out.push('/');
             out.push_str(piece);
+            start = i + 1;
+            seg = SegClass::new();
         }
     }
 }
@@ -229,7 +243,7 @@ fn strip_target(path: &str) -> &str {
             break;
         }
     }
-    match p.bytes().position(|b| b == b'?' || b == b'#') {
+    match memchr::memchr2(b'?', b'#', p.as_bytes()) {
         Some(i) => &p[..i],
         None => p,
     }
@@ -266,31 +280,104 @@ fn is_uuid(b: &[u8]) -> bool {
         })
 }
 
+// Byte classes for the one-pass segment scan.
+const DIGIT: u8 = 1;
+const HEX: u8 = 2;
+/// ASCII alphanumeric, `-` or `_`.
+const TOKEN: u8 = 4;
+/// ASCII letter, `-` or `_` (what a random-letters token is made of).
+const LETTERS: u8 = 8;
+/// Digit, `.`, `v` or `V` (what a version is made of).
+const VERSION: u8 = 16;
+/// Hex digit or `-` (what a UUID is made of).
+const UUID: u8 = 32;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let mut k = 0;
+        if c.is_ascii_digit() {
+            k |= DIGIT | VERSION;
+        }
+        if c.is_ascii_hexdigit() {
+            k |= HEX | UUID;
+        }
+        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' {
+            k |= TOKEN;
+        }
+        if c.is_ascii_alphabetic() || c == b'-' || c == b'_' {
+            k |= LETTERS;
+        }
+        if c == b'.' || c == b'v' || c == b'V' {
+            k |= VERSION;
+        }
+        if c == b'-' {
+            k |= UUID;
+        }
+        t[i] = k;
+        i += 1;
+    }
+    t
+};
+
+/// What one scan of a segment learned: the classes all its bytes share, and its digits.
+#[derive(Clone, Copy)]
+struct SegClass {
+    all: u8,
+    digits: usize,
+}
+
+impl SegClass {
+    #[inline]
+    fn new() -> Self {
+        SegClass {
+            all: u8::MAX,
+            digits: 0,
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, c: u8) {
+        let k = CLASS[c as usize];
+        self.all &= k;
+        self.digits += usize::from(k & DIGIT);
+    }
+
+    /// The rules of [`is_id`], on a segment whose bytes were all pushed; the rare rules that
+    /// need another look at the bytes (versions, UUIDs, random letters) run only when the
+    /// classes allow them.
+    #[inline]
+    fn is_id(&self, b: &[u8]) -> bool {
+        if b.is_empty() {
+            return false;
+        }
+        if self.digits == 0 {
+            return b.len() >= 20 && self.all & LETTERS != 0 && is_random_letters(b);
+        }
+        if self.all & VERSION != 0 && is_version(b) {
+            return false;
+        }
+        if self.digits == b.len()
+            || (b.len() >= 8 && self.all & HEX != 0)
+            || (b.len() == 36 && self.all & UUID != 0 && is_uuid(b))
+        {
+            return true;
+        }
+        // A single digit in a word is a name (`oauth2`, `s3`, `html5`) unless the segment is a
+        // long token (dotted RPC names such as `grpc.health.v1.Health` are names).
+        self.digits >= 2 || (b.len() >= 16 && self.all & TOKEN != 0)
+    }
+}
+
 /// Whether a path segment looks like an identifier rather than a name.
 pub fn is_id(seg: &str) -> bool {
-    let b = seg.as_bytes();
-    if b.is_empty() {
-        return false;
+    let mut c = SegClass::new();
+    for &b in seg.as_bytes() {
+        c.push(b);
     }
-    // One pass for the character classes the rules below need.
-    let (mut digits, mut hex, mut token) = (0usize, true, true);
-    for &c in b {
-        digits += usize::from(c.is_ascii_digit());
-        hex &= c.is_ascii_hexdigit();
-        token &= c.is_ascii_alphanumeric() || c == b'-' || c == b'_';
-    }
-    if digits == 0 {
-        return is_random_letters(b);
-    }
-    if is_version(b) {
-        return false;
-    }
-    if digits == b.len() || (b.len() >= 8 && hex) || is_uuid(b) {
-        return true;
-    }
-    // A single digit in a word is a name (`oauth2`, `s3`, `html5`) unless the segment is a
-    // long token (dotted RPC names such as `grpc.health.v1.Health` are names).
-    digits >= 2 || (b.len() >= 16 && token)
+    c.is_id(seg.as_bytes())
 }
 
 /// A long run of letters whose case flips as often as a random token's does (camelCase words
@@ -407,6 +494,76 @@ mod tests {
             ..RouteConfig::default()
         };
         assert!(matches!(Quantizer::new(&cfg), Err(RouteError::Pattern(_))));
+    }
+
+    /// The id rules written the plain way (several scans per segment), as the one-pass
+    /// classifier was first written; the fast one must agree with it on every segment.
+    fn is_id_reference(seg: &str) -> bool {
+        let b = seg.as_bytes();
+        if b.is_empty() {
+            return false;
+        }
+        let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
+        let hex = b.iter().all(u8::is_ascii_hexdigit);
+        let token = b
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_');
+        if digits == 0 {
+            return is_random_letters(b);
+        }
+        if is_version(b) {
+            return false;
+        }
+        if digits == b.len() || (b.len() >= 8 && hex) || is_uuid(b) {
+            return true;
+        }
+        digits >= 2 || (b.len() >= 16 && token)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #[test]
+        fn one_pass_classifier_agrees_with_reference(
+            seg in "[0-9a-fvVxyzXYZ._%-]{0,40}",
+        ) {
+            proptest::prop_assert_eq!(is_id(&seg), is_id_reference(&seg), "segment {}", seg);
+        }
+
+        #[test]
+        fn one_pass_route_agrees_with_split(
+            segs in proptest::collection::vec("[0-9a-fvVkK._-]{0,24}", 0..8),
+        ) {
+            let path = format!("/{}", segs.join("/"));
+            let mut want = String::new();
+            for s in path[1..].split('/') {
+                want.push('/');
+                want.push_str(if is_id_reference(s) { "*" } else { s });
+            }
+            proptest::prop_assert_eq!(q(&path), want);
+        }
+    }
+
+    #[test]
+    fn classifier_edge_cases() {
+        for seg in [
+            "3f2b8c1e-9d4a-4b6e-8f0a-1c2d3e4f5a6b",
+            "3f2b8c1e-9d4a-4b6e-8f0a-1c2d3e4f5a6",
+            "3f2b8c1e99d4a-4b6e-8f0a-1c2d3e4f5a6b",
+            "v1.2.3",
+            "v1.2.3.4",
+            "V10",
+            "12345",
+            "1.2",
+            "aZkQpLmNoPqRsTuVwXyZaB",
+            "getUserAccountSettings",
+            "abcdefghij_klmnopqrstu",
+            "deadbeef",
+            "deadbee",
+            "a1b2",
+            "abcdefghijklmnop1",
+        ] {
+            assert_eq!(is_id(seg), is_id_reference(seg), "{seg}");
+        }
     }
 
     #[test]
