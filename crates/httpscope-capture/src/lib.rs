@@ -6,6 +6,7 @@
 //! - [`etw`]: Windows HTTP.sys events (provider Microsoft-Windows-HttpService), decoded and
 //!   correlated into transactions; offline replay works on every OS.
 //! - `ebpf` (Linux): socket payload captured in the kernel, with pid and process name.
+//! - `tls` (Linux): OpenSSL and GnuTLS plaintext through uprobes, in the same event shape.
 //!
 //! Sources never aggregate: they send transactions and their own counts, and the monitor
 //! does the rest.
@@ -15,3 +16,5 @@
 pub mod ebpf;
 pub mod etw;
 pub mod packet;
+#[cfg(target_os = "linux")]
+pub mod tls;

@@ -196,7 +196,7 @@ impl From<RawStats> for KernelCounts {
     }
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -287,7 +287,7 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), EbpfUnavailable
 }
 
 /// The kernel id of a map of one of the kinds the object uses.
-fn map_id(m: &aya::maps::Map) -> Option<u32> {
+pub(crate) fn map_id(m: &aya::maps::Map) -> Option<u32> {
     use aya::maps::Map;
     let data = match m {
         Map::Array(d)
@@ -302,7 +302,7 @@ fn map_id(m: &aya::maps::Map) -> Option<u32> {
 }
 
 /// An error and its sources, one line (the verifier log included when there is one).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -313,7 +313,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn clock_ns(clock: libc::clockid_t) -> i64 {
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> i64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -324,7 +324,7 @@ fn clock_ns(clock: libc::clockid_t) -> i64 {
 }
 
 /// The kernel's `bpf_ktime_get_ns` clock.
-fn monotonic_ns() -> u64 {
+pub(crate) fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 

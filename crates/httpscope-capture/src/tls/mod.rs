@@ -1,0 +1,753 @@
+//! Linux TLS plaintext through uprobes on OpenSSL and GnuTLS: what a process hands to its TLS
+//! library before encryption and gets back after decryption, with its pid and process name.
+//!
+//! The kernel side is `bpf/tls.bpf.c` (see its header comment): uprobes and uretprobes on
+//! `SSL_write`, `SSL_read`, `SSL_write_ex`, `SSL_read_ex`, `gnutls_record_send` and
+//! `gnutls_record_recv` copy up to [`TlsConfig::capture_bytes`] of plaintext into events of
+//! the socket path's shape ([`crate::ebpf::event`]); `tp_btf/sock_send_length` and
+//! `sock_recv_length` programs tie each TLS object to the socket its calls read and write on
+//! the same thread; `tp_btf/sched_process_exec` tells this module a program started.
+//!
+//! This module finds the library files ([`libs`]: every process's maps, the usual library
+//! directories, programs that start later, a periodic rescan) and attaches once per file
+//! (device and inode), never per process. Events go through the socket path's
+//! [`Streams`](crate::ebpf::streams::Streams) and HTTP parser, one table per library, and come
+//! out as transactions with `source` `tls` and the tag `tls_library` (`openssl`, `gnutls`).
+//! The same connection's encrypted bytes fail the socket path's HTTP pre-check, so they are
+//! counted there as not HTTP and never become transactions.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use httpscope_capture::tls::{self, TlsConfig};
+//! use httpscope_model::{batch, Source};
+//!
+//! if let Err(why) = tls::probe() {
+//!     eprintln!("TLS capture unavailable: {why}");
+//!     return;
+//! }
+//! let (tx, rx) = batch::channel(Source::Tls, 64);
+//! let stop = AtomicBool::new(false);
+//! let report = tls::capture(&TlsConfig::default(), &tx, &stop).unwrap();
+//! for lib in &report.libraries {
+//!     println!("{} {}", lib.library, lib.path.display());
+//! }
+//! # drop(rx);
+//! ```
+
+pub mod event;
+pub mod libs;
+
+use std::collections::{HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::uprobe::UProbeScope;
+use aya::programs::{BtfTracePoint, UProbe};
+use aya::{Btf, Ebpf, EbpfLoader};
+use httpscope_http::Output;
+use httpscope_model::batch::{Batch, BatchSender};
+use httpscope_model::telemetry::{DropReason, SourceStats};
+use httpscope_model::{Source, Tags, Transaction};
+
+use crate::ebpf::event::{Event, MAX_CAPTURE};
+use crate::ebpf::streams::Streams;
+use crate::ebpf::{clock_ns, error_chain, is_root, map_id, monotonic_ns};
+use event::{Library, TlsRawStats};
+use libs::Candidate;
+
+/// The compiled programs (committed; rebuilt by build.rs when the C changes and clang exists).
+static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("CARGO_MANIFEST_DIR"), "/bpf/tls.bpf.o"));
+
+/// tp_btf programs and their tracepoints, in attach order.
+const TRACEPOINTS: &[(&str, &str)] = &[
+    ("hs_tls_sock_send", "sock_send_length"),
+    ("hs_tls_sock_recv", "sock_recv_length"),
+    ("hs_tls_exec", "sched_process_exec"),
+];
+
+/// The return program, attached to every hooked function.
+const RETURN_PROGRAM: &str = "hs_ssl_ret";
+
+/// How the TLS source captures.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Plaintext bytes copied per TLS call (default 512, at most 4096). Set at load time.
+    pub capture_bytes: u32,
+    /// Only connections whose local or remote port is one of these (empty: all). A TLS object
+    /// whose socket is not known yet does not match.
+    pub ports: Vec<u16>,
+    /// Only these processes (empty: all).
+    pub pids: Vec<u32>,
+    /// Ring buffer size in bytes (default 8 MiB); rounded up to a power of two >= 4096.
+    pub ring_buffer_bytes: u32,
+    /// The HTTP parser's limits.
+    pub http: httpscope_http::Config,
+    /// The most connections followed at once, per library (default 65,536).
+    pub max_connections: usize,
+    /// A connection without events for this long is closed and counted as expired (60 s).
+    pub idle_timeout: Duration,
+    /// How often a batch is sent (default 100 ms), when there is something to send.
+    pub flush_interval: Duration,
+    /// How often every process's maps are searched again for new library files (default
+    /// 30 s; programs that start are looked at as they start, whatever this is).
+    pub rescan_interval: Duration,
+    /// Directories searched at start for library files no process maps yet.
+    pub library_dirs: Vec<PathBuf>,
+    /// The most library files attached (default 256); more are counted and skipped.
+    pub max_libraries: usize,
+    /// Also capture this process's own TLS calls (default false).
+    pub include_self: bool,
+    /// Set to true once the first libraries are attached (and back to false once detached).
+    pub attached: Option<Arc<AtomicBool>>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            capture_bytes: 512,
+            ports: Vec::new(),
+            pids: Vec::new(),
+            ring_buffer_bytes: 8 * 1024 * 1024,
+            http: httpscope_http::Config::default(),
+            max_connections: 65_536,
+            idle_timeout: Duration::from_secs(60),
+            flush_interval: Duration::from_millis(100),
+            rescan_interval: Duration::from_secs(30),
+            library_dirs: libs::LIBRARY_DIRS.iter().map(PathBuf::from).collect(),
+            max_libraries: 256,
+            include_self: false,
+            attached: None,
+        }
+    }
+}
+
+/// Why the TLS source cannot run on this host.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsUnavailable {
+    /// Loading BPF programs needs root.
+    #[error("not running as root (uprobes and eBPF programs need CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN)")]
+    NotRoot,
+    /// The kernel exposes no BTF.
+    #[error("the kernel has no BTF (/sys/kernel/btf/vmlinux): {0}")]
+    NoBtf(String),
+    /// The kernel was built without uprobes.
+    #[error("the kernel has no uprobe support (/sys/bus/event_source/devices/uprobe is missing)")]
+    NoUprobes,
+    /// A tracepoint the programs need is missing.
+    #[error(
+        "the kernel has no tracepoint {0} (sock_send_length/sock_recv_length need Linux >= 6.3)"
+    )]
+    NoTracepoint(&'static str),
+    /// The kernel refused the programs or maps.
+    #[error("loading the TLS eBPF programs failed: {0}")]
+    Load(String),
+}
+
+/// What went wrong during a capture.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsError {
+    /// The source cannot run here.
+    #[error(transparent)]
+    Unavailable(#[from] TlsUnavailable),
+    /// Attaching a tracepoint program failed.
+    #[error("attaching {program} failed: {reason}")]
+    Attach {
+        /// Program name.
+        program: &'static str,
+        /// The kernel's or loader's message.
+        reason: String,
+    },
+    /// A map could not be opened or used.
+    #[error("eBPF map {map}: {reason}")]
+    Map {
+        /// Map name.
+        map: &'static str,
+        /// The loader's message.
+        reason: String,
+    },
+    /// Waiting for the ring buffer failed.
+    #[error("polling the ring buffer failed: {0}")]
+    Poll(std::io::Error),
+}
+
+/// A library file the capture attached to (or tried to).
+#[derive(Clone, Debug)]
+pub struct AttachedLibrary {
+    /// Which library.
+    pub library: Library,
+    /// The path it was attached through.
+    pub path: PathBuf,
+    /// Device and inode.
+    pub file: (u64, u64),
+    /// The functions hooked (entry and return).
+    pub symbols: Vec<&'static str>,
+    /// Why some functions could not be hooked (missing symbols, ...), one line each.
+    pub errors: Vec<String>,
+}
+
+/// Counts kept in the kernel, per CPU, summed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelCounts {
+    /// Events written to the ring buffer.
+    pub events: u64,
+    /// Events lost because the ring buffer was full.
+    pub ringbuf_lost: u64,
+    /// Events of TLS objects with no known socket (reported without addresses).
+    pub no_socket: u64,
+    /// User memory the programs could not read.
+    pub read_faults: u64,
+    /// TLS calls not followed because the per-thread table was full.
+    pub calls_lost: u64,
+    /// Exec notices lost.
+    pub execs_lost: u64,
+}
+
+impl From<TlsRawStats> for KernelCounts {
+    fn from(r: TlsRawStats) -> Self {
+        KernelCounts {
+            events: r.events,
+            ringbuf_lost: r.ringbuf_lost,
+            no_socket: r.no_socket,
+            read_faults: r.read_faults,
+            calls_lost: r.calls_lost,
+            execs_lost: r.execs_lost,
+        }
+    }
+}
+
+/// What a capture did, returned when it stops.
+#[derive(Clone, Debug, Default)]
+pub struct TlsReport {
+    /// Everything sent in batches, summed.
+    pub stats: SourceStats,
+    /// Transactions sent.
+    pub transactions: u64,
+    /// Connections followed.
+    pub connections: u64,
+    /// The kernel side's own counts, summed over CPUs.
+    pub kernel: KernelCounts,
+    /// Every library file attached to (or tried).
+    pub libraries: Vec<AttachedLibrary>,
+    /// Library files not attached because `max_libraries` was reached.
+    pub libraries_skipped: u64,
+    /// Started programs looked at for new libraries.
+    pub execs_seen: u64,
+    /// Ids of the programs this capture loaded (all gone once it returned).
+    pub program_ids: Vec<u32>,
+    /// Ids of the maps this capture created (all gone once it returned).
+    pub map_ids: Vec<u32>,
+    /// How long the programs were attached.
+    pub attached_for: Duration,
+}
+
+fn btf() -> Result<Btf, TlsUnavailable> {
+    Btf::from_sys_fs().map_err(|e| TlsUnavailable::NoBtf(e.to_string()))
+}
+
+fn check_host() -> Result<Btf, TlsUnavailable> {
+    if !is_root() {
+        return Err(TlsUnavailable::NotRoot);
+    }
+    if !std::path::Path::new("/sys/bus/event_source/devices/uprobe/type").exists() {
+        return Err(TlsUnavailable::NoUprobes);
+    }
+    btf()
+}
+
+/// Checks that the TLS source can run here: root, uprobes, BTF, the tracepoints, and that the
+/// kernel accepts the programs (they are loaded, not attached, then unloaded).
+pub fn probe() -> Result<(), TlsUnavailable> {
+    let btf = check_host()?;
+    let (bpf, _) = load(&TlsConfig::default(), &btf)?;
+    drop(bpf);
+    Ok(())
+}
+
+fn load_err(e: &dyn std::error::Error) -> TlsUnavailable {
+    TlsUnavailable::Load(error_chain(e))
+}
+
+/// Loads the object with the settings of `cfg` and loads (not attaches) every program.
+fn load(cfg: &TlsConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), TlsUnavailable> {
+    let capture_len = cfg.capture_bytes.min(MAX_CAPTURE);
+    let self_tgid = if cfg.include_self {
+        0
+    } else {
+        std::process::id()
+    };
+    let pids_on = u32::from(!cfg.pids.is_empty());
+    let ports_on = u32::from(!cfg.ports.is_empty());
+    let ring = cfg
+        .ring_buffer_bytes
+        .max(4096)
+        .checked_next_power_of_two()
+        .unwrap_or(1 << 30);
+    let wakeup = u64::from(ring / 4);
+    let mut bpf = EbpfLoader::new()
+        .btf(Some(btf))
+        .override_global("CAPTURE_LEN", &capture_len, true)
+        .override_global("SELF_TGID", &self_tgid, true)
+        .override_global("FILTER_PIDS_ON", &pids_on, true)
+        .override_global("FILTER_PORTS_ON", &ports_on, true)
+        .override_global("WAKEUP_BYTES", &wakeup, true)
+        .map_max_entries("HS_TLS_EVENTS", ring)
+        .load(OBJECT)
+        .map_err(|e| load_err(&e))?;
+    {
+        let map = bpf
+            .map_mut("HS_TLS_FPIDS")
+            .ok_or(TlsUnavailable::Load("no map HS_TLS_FPIDS".into()))?;
+        let mut pids: BpfHashMap<_, u32, u8> =
+            BpfHashMap::try_from(map).map_err(|e| load_err(&e))?;
+        for &p in cfg.pids.iter().take(1024) {
+            pids.insert(p, 1, 0).map_err(|e| load_err(&e))?;
+        }
+    }
+    {
+        let map = bpf
+            .map_mut("HS_TLS_FPORTS")
+            .ok_or(TlsUnavailable::Load("no map HS_TLS_FPORTS".into()))?;
+        let mut ports: BpfHashMap<_, u16, u8> =
+            BpfHashMap::try_from(map).map_err(|e| load_err(&e))?;
+        for &p in cfg.ports.iter().take(1024) {
+            ports.insert(p, 1, 0).map_err(|e| load_err(&e))?;
+        }
+    }
+    let mut ids = Vec::new();
+    for &(name, tp) in TRACEPOINTS {
+        let prog: &mut BtfTracePoint = bpf
+            .program_mut(name)
+            .ok_or_else(|| TlsUnavailable::Load(format!("no program {name} in the object")))?
+            .try_into()
+            .map_err(|e| load_err(&e))?;
+        prog.load(tp, btf).map_err(|e| match e {
+            aya::programs::ProgramError::Btf(_) => TlsUnavailable::NoTracepoint(tp),
+            e => TlsUnavailable::Load(format!("{name}: {}", error_chain(&e))),
+        })?;
+        if let Ok(info) = prog.info() {
+            ids.push(info.id());
+        }
+    }
+    let uprobes = Library::ALL
+        .iter()
+        .flat_map(|l| l.symbols().iter().map(|&(_, p)| p))
+        .chain([RETURN_PROGRAM]);
+    for name in uprobes {
+        let prog: &mut UProbe = bpf
+            .program_mut(name)
+            .ok_or_else(|| TlsUnavailable::Load(format!("no program {name} in the object")))?
+            .try_into()
+            .map_err(|e| load_err(&e))?;
+        prog.load()
+            .map_err(|e| TlsUnavailable::Load(format!("{name}: {}", error_chain(&e))))?;
+        if let Ok(info) = prog.info() {
+            ids.push(info.id());
+        }
+    }
+    Ok((bpf, ids))
+}
+
+/// Attaches the probes to library files, once per file.
+struct Attacher {
+    known: HashSet<(u64, u64)>,
+    max: usize,
+    libraries: Vec<AttachedLibrary>,
+    skipped: u64,
+}
+
+impl Attacher {
+    fn attach_all(&mut self, bpf: &mut Ebpf, found: Vec<Candidate>) -> usize {
+        let mut n = 0;
+        for c in found {
+            if self.known.contains(&c.file) {
+                continue;
+            }
+            if self.known.len() >= self.max {
+                self.skipped += 1;
+                continue;
+            }
+            self.known.insert(c.file);
+            let lib = attach_library(bpf, &c);
+            if !lib.symbols.is_empty() {
+                n += 1;
+            }
+            self.libraries.push(lib);
+        }
+        n
+    }
+}
+
+fn uprobe<'a>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, String> {
+    bpf.program_mut(name)
+        .ok_or_else(|| format!("no program {name}"))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| error_chain(&e))
+}
+
+/// Hooks every function of `c` (return first, so that a call whose entry is seen always has
+/// its return seen too); a function that cannot be hooked is noted and skipped.
+fn attach_library(bpf: &mut Ebpf, c: &Candidate) -> AttachedLibrary {
+    let mut lib = AttachedLibrary {
+        library: c.library,
+        path: c.path.clone(),
+        file: c.file,
+        symbols: Vec::new(),
+        errors: Vec::new(),
+    };
+    for &(symbol, entry) in c.library.symbols() {
+        let ret = match uprobe(bpf, RETURN_PROGRAM).and_then(|p| {
+            p.attach(symbol, &c.path, UProbeScope::AllProcesses)
+                .map_err(|e| error_chain(&e))
+        }) {
+            Ok(id) => id,
+            Err(e) => {
+                lib.errors.push(format!("{symbol}: {e}"));
+                continue;
+            }
+        };
+        let entered = uprobe(bpf, entry).and_then(|p| {
+            p.attach(symbol, &c.path, UProbeScope::AllProcesses)
+                .map_err(|e| error_chain(&e))
+        });
+        match entered {
+            Ok(_) => lib.symbols.push(symbol),
+            Err(e) => {
+                lib.errors.push(format!("{symbol}: {e}"));
+                if let Ok(p) = uprobe(bpf, RETURN_PROGRAM) {
+                    let _ = p.detach(ret);
+                }
+            }
+        }
+    }
+    lib
+}
+
+/// Programs that just started, looked at a few times while they load their libraries.
+struct ExecQueue {
+    queue: VecDeque<(Instant, u32, u8)>,
+    overflowed: bool,
+}
+
+/// When a started program is looked at again, after the notice.
+const EXEC_CHECKS: [Duration; 3] = [
+    Duration::from_millis(100),
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+];
+const EXEC_QUEUE_MAX: usize = 4096;
+
+impl ExecQueue {
+    fn push(&mut self, now: Instant, pid: u32, step: u8) {
+        let Some(delay) = EXEC_CHECKS.get(usize::from(step)) else {
+            return;
+        };
+        if self.queue.len() >= EXEC_QUEUE_MAX {
+            // Too many starts to follow one by one: a full rescan soon instead.
+            self.overflowed = true;
+            return;
+        }
+        self.queue.push_back((now + *delay, pid, step));
+    }
+}
+
+fn read_kernel_stats(map: &PerCpuArray<MapData, TlsRawStats>) -> TlsRawStats {
+    let mut sum = TlsRawStats::default();
+    if let Ok(values) = map.get(&0, 0) {
+        for v in values.iter() {
+            sum.add(v);
+        }
+    }
+    sum
+}
+
+fn tags(lib: Library) -> Tags {
+    let mut t = Tags::default();
+    t.insert("tls_library", lib.as_str());
+    t
+}
+
+/// A TLS object whose socket was never seen has an all-zero tuple: report no addresses.
+fn unknown_addresses_to_none(t: &mut Transaction) {
+    let zero = |a: &Option<SocketAddr>| a.is_some_and(|a| a.ip().is_unspecified() && a.port() == 0);
+    if zero(&t.client) && zero(&t.server) {
+        t.client = None;
+        t.server = None;
+    }
+}
+
+/// Loads the programs, attaches them to every TLS library found, then reads events until
+/// `stop` is set (checked at least every 50 ms), sending batches through `tx` at
+/// `cfg.flush_interval` without ever blocking. On return every program is detached and
+/// every map freed (also on error).
+pub fn capture(
+    cfg: &TlsConfig,
+    tx: &BatchSender,
+    stop: &AtomicBool,
+) -> Result<TlsReport, TlsError> {
+    let btf = check_host()?;
+    let (mut bpf, program_ids) = load(cfg, &btf)?;
+    let map_ids: Vec<u32> = bpf.maps().filter_map(|(_, m)| map_id(m)).collect();
+    let mut report = TlsReport {
+        program_ids,
+        map_ids,
+        ..TlsReport::default()
+    };
+    let take = |bpf: &mut Ebpf, name: &'static str| {
+        bpf.take_map(name).ok_or(TlsError::Map {
+            map: name,
+            reason: "missing".into(),
+        })
+    };
+    let mut ring =
+        RingBuf::try_from(take(&mut bpf, "HS_TLS_EVENTS")?).map_err(|e| TlsError::Map {
+            map: "HS_TLS_EVENTS",
+            reason: error_chain(&e),
+        })?;
+    let mut execs =
+        RingBuf::try_from(take(&mut bpf, "HS_TLS_EXECS")?).map_err(|e| TlsError::Map {
+            map: "HS_TLS_EXECS",
+            reason: error_chain(&e),
+        })?;
+    let stats_map: PerCpuArray<MapData, TlsRawStats> =
+        PerCpuArray::try_from(take(&mut bpf, "HS_TLS_STATS")?).map_err(|e| TlsError::Map {
+            map: "HS_TLS_STATS",
+            reason: error_chain(&e),
+        })?;
+
+    // The socket and exec programs first, so that every TLS call entered from now on finds
+    // its socket.
+    for &(name, _) in TRACEPOINTS {
+        let prog: &mut BtfTracePoint = bpf
+            .program_mut(name)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(TlsError::Attach {
+                program: name,
+                reason: "not in the object".into(),
+            })?;
+        prog.attach().map_err(|e| TlsError::Attach {
+            program: name,
+            reason: error_chain(&e),
+        })?;
+    }
+    let mut attacher = Attacher {
+        known: HashSet::new(),
+        max: cfg.max_libraries.max(1),
+        libraries: Vec::new(),
+        skipped: 0,
+    };
+    let dirs: Vec<&str> = cfg.library_dirs.iter().filter_map(|p| p.to_str()).collect();
+    attacher.attach_all(&mut bpf, libs::in_all_processes(&attacher.known));
+    attacher.attach_all(&mut bpf, libs::in_dirs(&dirs));
+    let attached_at = Instant::now();
+    if let Some(flag) = &cfg.attached {
+        flag.store(true, Ordering::SeqCst);
+    }
+
+    let wall_offset_ns = clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC);
+    let mut tables: Vec<(Library, Streams)> = Library::ALL
+        .iter()
+        .map(|&lib| {
+            let s = Streams::new(
+                cfg.http.clone(),
+                cfg.max_connections,
+                cfg.idle_timeout,
+                Duration::from_millis(200),
+                wall_offset_ns,
+            )
+            .labelled(Source::Tls, tags(lib));
+            (lib, s)
+        })
+        .collect();
+    let mut out = Output::default();
+    let mut pending = SourceStats::default();
+    let mut kernel_seen = TlsRawStats::default();
+    let mut last_flush = Instant::now();
+    let mut last_rescan = Instant::now();
+    let mut exec_queue = ExecQueue {
+        queue: VecDeque::new(),
+        overflowed: false,
+    };
+    let fd = ring.as_raw_fd();
+    let poll_ms = cfg.flush_interval.as_millis().clamp(1, 20) as libc::c_int;
+
+    let feed = |item: &[u8],
+                tables: &mut Vec<(Library, Streams)>,
+                out: &mut Output,
+                pending: &mut SourceStats| {
+        pending.events += 1;
+        let lib = event::library(item);
+        match (Event::new_checked(item), lib) {
+            (Ok(ev), Some(lib)) => {
+                if let Some((_, s)) = tables.iter_mut().find(|(l, _)| *l == lib) {
+                    s.event(&ev, out, pending);
+                }
+            }
+            _ => {
+                pending.undecodable += 1;
+                pending.dropped.inc(DropReason::Undecodable);
+            }
+        }
+    };
+
+    let result = loop {
+        let mut drained = 0usize;
+        while let Some(item) = ring.next() {
+            drained += 1;
+            feed(&item, &mut tables, &mut out, &mut pending);
+            if drained >= 65_536 {
+                break;
+            }
+        }
+        // Programs that started: look at their libraries a little later, a few times.
+        let now = Instant::now();
+        while let Some(item) = execs.next() {
+            if let Ok(b) = <[u8; 4]>::try_from(&*item) {
+                report.execs_seen += 1;
+                exec_queue.push(now, u32::from_ne_bytes(b), 0);
+            }
+        }
+        while exec_queue
+            .queue
+            .front()
+            .is_some_and(|(due, _, _)| *due <= now)
+        {
+            let Some((_, pid, step)) = exec_queue.queue.pop_front() else {
+                break;
+            };
+            let found: Vec<Candidate> = libs::in_process(pid)
+                .into_iter()
+                .filter(|c| !attacher.known.contains(&c.file))
+                .collect();
+            attacher.attach_all(&mut bpf, found);
+            exec_queue.push(now, pid, step + 1);
+        }
+        if exec_queue.overflowed || last_rescan.elapsed() >= cfg.rescan_interval {
+            exec_queue.overflowed = false;
+            last_rescan = Instant::now();
+            attacher.attach_all(&mut bpf, libs::in_all_processes(&attacher.known));
+        }
+
+        let stopping = stop.load(Ordering::Relaxed);
+        if stopping || last_flush.elapsed() >= cfg.flush_interval {
+            last_flush = Instant::now();
+            for (_, s) in tables.iter_mut() {
+                s.sweep(monotonic_ns(), &mut out, &mut pending);
+            }
+            if stopping {
+                while let Some(item) = ring.next() {
+                    feed(&item, &mut tables, &mut out, &mut pending);
+                }
+                for (_, s) in tables.iter_mut() {
+                    s.close_all(&mut out);
+                }
+            }
+            let k = read_kernel_stats(&stats_map);
+            let lost = k.ringbuf_lost.saturating_sub(kernel_seen.ringbuf_lost);
+            kernel_seen = k;
+            pending.kernel_lost += lost;
+            pending.dropped.add(DropReason::KernelBufferFull, lost);
+            let disconnected = flush(tx, &mut out, &mut pending, &mut report).is_err();
+            if stopping || disconnected {
+                break Ok(());
+            }
+        }
+        if drained == 0 {
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            let r = unsafe { libc::poll(&mut pfd, 1, poll_ms) };
+            if r < 0 {
+                let err = std::io::Error::last_os_error();
+                if err.kind() != std::io::ErrorKind::Interrupted {
+                    break Err(TlsError::Poll(err));
+                }
+            }
+        }
+    };
+    report.kernel = kernel_seen.into();
+    report.connections = tables.iter().map(|(_, s)| s.opened).sum();
+    report.attached_for = attached_at.elapsed();
+    report.libraries = std::mem::take(&mut attacher.libraries);
+    report.libraries_skipped = attacher.skipped;
+    drop(ring);
+    drop(execs);
+    drop(stats_map);
+    drop(bpf); // detaches every link and closes every fd
+    if let Some(flag) = &cfg.attached {
+        flag.store(false, Ordering::SeqCst);
+    }
+    result.map(|()| report)
+}
+
+/// Sends what is pending as one batch (if anything); `Err` when the monitor is gone.
+fn flush(
+    tx: &BatchSender,
+    out: &mut Output,
+    pending: &mut SourceStats,
+    report: &mut TlsReport,
+) -> Result<(), httpscope_model::batch::Disconnected> {
+    let (mut transactions, parse) = out.take();
+    pending.parse.merge(&parse);
+    transactions.iter_mut().for_each(unknown_addresses_to_none);
+    let mut batch = Batch::new(Source::Tls);
+    batch.transactions = transactions;
+    batch.stats = std::mem::take(pending);
+    if batch.is_empty() {
+        return Ok(());
+    }
+    report.transactions += batch.transactions.len() as u64;
+    report.stats.merge(&batch.stats);
+    tx.send(batch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exec_queue_is_bounded_and_steps_end() {
+        let mut q = ExecQueue {
+            queue: VecDeque::new(),
+            overflowed: false,
+        };
+        let now = Instant::now();
+        for pid in 0..(EXEC_QUEUE_MAX as u32 + 10) {
+            q.push(now, pid, 0);
+        }
+        assert_eq!(q.queue.len(), EXEC_QUEUE_MAX);
+        assert!(q.overflowed);
+        let before = q.queue.len();
+        q.queue.pop_front();
+        q.push(now, 1, EXEC_CHECKS.len() as u8);
+        assert_eq!(q.queue.len(), before - 1, "no step after the last");
+    }
+
+    #[test]
+    fn zero_tuples_become_unknown_addresses() {
+        let mut t = Transaction {
+            client: Some("0.0.0.0:0".parse().unwrap()),
+            server: Some("0.0.0.0:0".parse().unwrap()),
+            ..Transaction::default()
+        };
+        unknown_addresses_to_none(&mut t);
+        assert_eq!((t.client, t.server), (None, None));
+        let mut t = Transaction {
+            client: Some("127.0.0.1:5000".parse().unwrap()),
+            server: Some("127.0.0.1:443".parse().unwrap()),
+            ..Transaction::default()
+        };
+        unknown_addresses_to_none(&mut t);
+        assert!(t.client.is_some() && t.server.is_some());
+    }
+}
