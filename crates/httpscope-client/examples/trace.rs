@@ -113,6 +113,18 @@ impl Observer for Trace {
     fn body_written(&self, e: &BodyWritten<'_>) {
         self.line(e.at, format_args!("body_written   {} bytes", e.bytes));
     }
+    fn continue_wait_start(&self, e: &ContinueWaitStart<'_>) {
+        self.line(e.at, format_args!("waiting for 100-continue"));
+    }
+    fn continue_wait_end(&self, e: &ContinueWaitEnd<'_>) {
+        self.line(
+            e.at,
+            format_args!(
+                "100-continue wait ended: {:?} after {:?}",
+                e.outcome, e.waited
+            ),
+        );
+    }
     fn first_response_byte(&self, e: &FirstResponseByte<'_>) {
         self.line(e.at, format_args!("first_byte"));
     }

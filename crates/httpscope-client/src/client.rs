@@ -10,17 +10,18 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONNECTION, HOST};
+use http::header::{HeaderValue, CONNECTION, EXPECT, HOST};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body::{Body as _, Frame};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::connection::{Connection, ObservedIo, ReqBody, Stamps, Stream};
+use crate::connection::{Connection, Gate, ReqBody, Stream, Tap, Tapped};
 use crate::error::HttpError;
 use crate::observer::{
-    ev, ConnOrigin, ConnectionId, Ids, Noop, Observer, QueueOutcome, RequestId, Summary, Timeline,
+    ev, ConnOrigin, ConnectionId, ContinueOutcome, Ids, Noop, Observer, QueueOutcome, RequestId,
+    Summary, Timeline,
 };
 use crate::pool::{
     is_dead_connection, Checkout, Handoff, Origin, Pool, PoolConfig, PoolStats, Reuse, Waiting,
@@ -39,6 +40,14 @@ pub(crate) struct Hooks<O> {
 }
 
 impl<O: Observer> Hooks<O> {
+    pub(crate) fn new(observer: O, interest: crate::Interest) -> Self {
+        Hooks {
+            observer,
+            enabled: O::ENABLED && interest.is_enabled(),
+            informational: O::ENABLED && interest.wants_informational(),
+        }
+    }
+
     /// Whether events are emitted: a constant `false` for [`Noop`].
     #[inline(always)]
     pub(crate) fn on(&self) -> bool {
@@ -60,6 +69,7 @@ pub struct Builder<O = Noop> {
     roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     connect_timeout: Option<Duration>,
     timeout: Option<Duration>,
+    expect_continue_timeout: Duration,
     retry: bool,
 }
 
@@ -73,6 +83,7 @@ impl Default for Builder<Noop> {
             roots: Vec::new(),
             connect_timeout: Some(Duration::from_secs(10)),
             timeout: None,
+            expect_continue_timeout: Duration::from_secs(1),
             retry: true,
         }
     }
@@ -89,6 +100,7 @@ impl<O: Observer> Builder<O> {
             roots: self.roots,
             connect_timeout: self.connect_timeout,
             timeout: self.timeout,
+            expect_continue_timeout: self.expect_continue_timeout,
             retry: self.retry,
         }
     }
@@ -151,6 +163,13 @@ impl<O: Observer> Builder<O> {
         self
     }
 
+    /// How long a request with `Expect: 100-continue` (and a body) holds its body back
+    /// waiting for `100 Continue` before sending it anyway (default 1 s, as curl).
+    pub fn expect_continue_timeout(mut self, d: Duration) -> Self {
+        self.expect_continue_timeout = d;
+        self
+    }
+
     /// Whether an idempotent request that failed on a reused connection before any response
     /// arrived is sent once more on another connection (default true).
     pub fn retry_on_dead_connection(mut self, yes: bool) -> Self {
@@ -206,20 +225,16 @@ impl<O: Observer> Builder<O> {
         };
         Ok(Client {
             inner: Arc::new(Inner {
-                hooks: Hooks {
-                    observer: self.observer,
-                    enabled: interest.is_enabled(),
-                    informational: interest.wants_informational(),
-                },
+                hooks: Arc::new(Hooks::new(self.observer, interest)),
                 pool: Pool::new(self.pool),
                 resolver: self.resolver,
                 tls: tokio_rustls::TlsConnector::from(tls),
                 connect_timeout: self.connect_timeout,
                 timeout: self.timeout,
+                expect_continue_timeout: self.expect_continue_timeout,
                 retry: self.retry,
                 next_request: AtomicU64::new(0),
                 next_connection: AtomicU64::new(0),
-                base: Instant::now(),
             }),
         })
     }
@@ -251,16 +266,17 @@ impl<O: Observer> std::fmt::Debug for Client<O> {
 }
 
 struct Inner<O: Observer> {
-    hooks: Hooks<O>,
+    /// Shared with the taps of observed connections (which must not own the pool).
+    hooks: Arc<Hooks<O>>,
     pool: Pool,
     resolver: Arc<dyn Resolve>,
     tls: tokio_rustls::TlsConnector,
     connect_timeout: Option<Duration>,
     timeout: Option<Duration>,
+    expect_continue_timeout: Duration,
     retry: bool,
     next_request: AtomicU64,
     next_connection: AtomicU64,
-    base: Instant,
 }
 
 impl<O: Observer> Drop for Inner<O> {
@@ -307,6 +323,8 @@ struct ReqCtx {
     local: Option<SocketAddr>,
     peer: Option<SocketAddr>,
     reused: bool,
+    /// `Expect: 100-continue` with a body: the body waits behind a [`Gate`].
+    expect_continue: bool,
 }
 
 impl ReqCtx {
@@ -423,6 +441,34 @@ impl<O: Observer> Drop for Lease<'_, O> {
     }
 }
 
+/// An attempt handed to its connection: the tap reports for it until disarmed, and a wait
+/// for `100 Continue` ends. Dropped half-way (the request future dropped), it disarms the
+/// tap, so no event of the attempt follows, and ends the wait as cancelled.
+struct Armed<'a, O: Observer> {
+    hooks: &'a Hooks<O>,
+    tap: Option<Arc<Tap>>,
+    gate: Option<Arc<Gate>>,
+    ids: Ids,
+}
+
+impl<O: Observer> Armed<'_, O> {
+    fn disarm(mut self) -> crate::connection::Moments {
+        self.gate = None;
+        self.tap.take().map(|t| t.disarm()).unwrap_or_default()
+    }
+}
+
+impl<O: Observer> Drop for Armed<'_, O> {
+    fn drop(&mut self) {
+        if let Some(tap) = self.tap.take() {
+            tap.disarm();
+        }
+        if let Some(gate) = self.gate.take() {
+            gate.open(self.hooks, self.ids, ContinueOutcome::Cancelled);
+        }
+    }
+}
+
 /// A place in the pool's queue; leaves it (and reports `queue_exit`) if dropped.
 struct Queued<'a, O: Observer> {
     inner: &'a Inner<O>,
@@ -472,10 +518,14 @@ impl<O: Observer> Queued<'_, O> {
         };
         let since = self.waiting.take().expect("queued").since;
         match got {
+            Ok(Handoff::Failed(error)) => {
+                self.report(QueueOutcome::ConnectError, since.elapsed());
+                Err(error)
+            }
             Ok(h) => {
                 let outcome = match h {
                     Handoff::Conn(_) => QueueOutcome::IdleConnection,
-                    Handoff::Slot => QueueOutcome::NewConnection,
+                    _ => QueueOutcome::NewConnection,
                 };
                 self.report(outcome, since.elapsed());
                 Ok(h)
@@ -513,6 +563,14 @@ impl<O: Observer> DialSlot<'_, O> {
         self.inner
             .pool
             .dial_finished(&self.inner.hooks, self.origin, true);
+    }
+
+    /// The dial failed with `error`: requests queued behind it may fail with it too.
+    fn failed(mut self, error: &Error) {
+        self.armed = false;
+        self.inner
+            .pool
+            .dial_failed(&self.inner.hooks, self.origin, error);
     }
 }
 
@@ -624,6 +682,11 @@ impl<O: Observer> Client<O> {
                 Err(_) => return Err(Error::InvalidUri("host is not a valid header value")),
             }
         }
+        let expect_continue = !body.is_empty()
+            && parts
+                .headers
+                .get(EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
         let mut active = Active {
             inner,
             ctx: Some(ReqCtx {
@@ -645,6 +708,7 @@ impl<O: Observer> Client<O> {
                 local: None,
                 peer: None,
                 reused: false,
+                expect_continue,
             }),
         };
         let req = Request::from_parts(parts, ReqBody::new(body.clone()));
@@ -732,49 +796,68 @@ impl<O: Observer> Client<O> {
             let copy =
                 (inner.retry && reused && ctx.attempt < MAX_ATTEMPTS && ctx.method.is_idempotent())
                     .then(|| clone_request(&req, body));
-            if hooks.informational {
-                let client = self.inner.clone();
-                let ids = ctx.ids();
+            let ids = ctx.ids();
+            // One allocation, only for requests that wait for `100 Continue`.
+            let gate = ctx.expect_continue.then(|| Arc::new(Gate::default()));
+            req.body_mut().attach(conn.tap.clone(), gate.clone());
+            if hooks.informational || gate.is_some() {
+                let hooks = inner.hooks.clone();
+                let gate = gate.clone();
                 hyper::ext::on_informational(&mut req, move |res| {
-                    client.hooks.observer.informational(&ev!(Informational {
-                        at: Instant::now(),
-                        ids,
-                        status: res.status(),
-                    }));
+                    if hooks.informational {
+                        hooks.observer.informational(&ev!(Informational {
+                            at: Instant::now(),
+                            ids,
+                            status: res.status(),
+                        }));
+                    }
+                    if let (Some(gate), StatusCode::CONTINUE) = (&gate, res.status()) {
+                        gate.open(&hooks, ids, ContinueOutcome::Continue);
+                    }
                 });
             }
-            if let Some(st) = &conn.stamps {
-                st.arm();
+            let armed = Armed {
+                hooks,
+                tap: conn.tap.clone(),
+                gate: gate.clone(),
+                ids,
+            };
+            if let Some(tap) = &armed.tap {
+                tap.arm(ids, req.body().len(), gate.clone());
             }
-            let sent = conn.tx.try_send_request(req).await;
-            if let Some(st) = &lease.conn().stamps {
-                let (hw, bw, fb) = st.disarm();
-                ctx.timeline.headers_written = hw;
-                ctx.timeline.body_written = bw;
-                ctx.timeline.first_byte = fb;
-            }
+            let send = conn.tx.try_send_request(req);
+            let sent = match &gate {
+                None => send.await,
+                Some(g) => {
+                    tokio::pin!(send);
+                    let timer = tokio::time::sleep(inner.expect_continue_timeout);
+                    tokio::pin!(timer);
+                    tokio::select! {
+                        biased;
+                        r = &mut send => r,
+                        _ = &mut timer => {
+                            g.open(hooks, ids, ContinueOutcome::Timeout);
+                            send.await
+                        }
+                    }
+                }
+            };
+            let moments = armed.disarm();
+            ctx.timeline.headers_written = moments.headers_written;
+            ctx.timeline.body_written = moments.body_written;
+            ctx.timeline.first_byte = moments.first_byte;
             match sent {
                 Ok(res) => {
+                    let mut reusable = keeps_alive(req_close, &res);
+                    // A final answer before `100 Continue`: the body still goes (hyper's state
+                    // stays consistent), but the connection is not trusted again.
+                    if gate
+                        .as_ref()
+                        .is_some_and(|g| g.open(hooks, ids, ContinueOutcome::FinalResponse))
+                    {
+                        reusable = false;
+                    }
                     if let Some(at) = hooks.now() {
-                        let ids = ctx.ids();
-                        let t = &ctx.timeline;
-                        if let Some(at) = t.headers_written {
-                            hooks
-                                .observer
-                                .headers_written(&ev!(HeadersWritten { at, ids }));
-                        }
-                        if let Some(at) = t.body_written {
-                            hooks.observer.body_written(&ev!(BodyWritten {
-                                at,
-                                ids,
-                                bytes: ctx.request_bytes
-                            }));
-                        }
-                        if let Some(at) = t.first_byte {
-                            hooks
-                                .observer
-                                .first_response_byte(&ev!(FirstResponseByte { at, ids }));
-                        }
                         ctx.timeline.response_headers = Some(at);
                         hooks.observer.response_headers(&ev!(ResponseHeaders {
                             at,
@@ -785,10 +868,12 @@ impl<O: Observer> Client<O> {
                     }
                     ctx.status = Some(res.status());
                     ctx.version = Some(res.version());
-                    let reusable = keeps_alive(req_close, &res);
                     return Ok((res, lease.take(), reusable));
                 }
                 Err(mut e) => {
+                    if let Some(g) = &gate {
+                        g.open(hooks, ids, ContinueOutcome::Failed);
+                    }
                     let unsent = e.take_message();
                     let err = e.into_error();
                     let dead = unsent.is_some() || is_dead_connection(&err);
@@ -862,6 +947,7 @@ impl<O: Observer> Client<O> {
                 }
                 match handoff? {
                     Handoff::Conn(conn) => (conn, ConnOrigin::HandedOver, None),
+                    Handoff::Failed(e) => return Err(e),
                     Handoff::Slot => (
                         self.dial(
                             ctx,
@@ -903,8 +989,33 @@ impl<O: Observer> Client<O> {
         Ok(conn)
     }
 
-    /// Resolves, connects (each address in turn), runs TLS, and starts the connection task.
+    /// Dials under `slot`, and tells the pool how it went.
     async fn dial(&self, ctx: &mut ReqCtx, slot: DialSlot<'_, O>) -> Result<Connection, Error> {
+        match self.open(ctx).await {
+            Ok(conn) => {
+                slot.succeeded();
+                let hooks = &self.inner.hooks;
+                if hooks.on() {
+                    hooks.observer.connection_open(&ev!(ConnectionOpen {
+                        at: conn.opened,
+                        connection: conn.id,
+                        request: ctx.id,
+                        origin: &ctx.origin,
+                        local: conn.local,
+                        peer: conn.peer,
+                    }));
+                }
+                Ok(conn)
+            }
+            Err(e) => {
+                slot.failed(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Resolves, connects (each address in turn), runs TLS, and starts the connection task.
+    async fn open(&self, ctx: &mut ReqCtx) -> Result<Connection, Error> {
         let inner = &*self.inner;
         let hooks = &inner.hooks;
         let ids = ctx.ids();
@@ -1075,40 +1186,46 @@ impl<O: Observer> Client<O> {
         } else {
             Stream::Plain(tcp)
         };
-        let stamps = hooks.on().then(|| Arc::new(Stamps::new(inner.base)));
-        let io = ObservedIo {
-            stream,
-            stamps: stamps.clone(),
-        };
-        let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| Error::Http(HttpError(e)))?;
         let id = ConnectionId(inner.next_connection.fetch_add(1, Ordering::Relaxed) + 1);
         let weak: Weak<Inner<O>> = Arc::downgrade(&self.inner);
         let key = origin.clone();
-        tokio::spawn(async move {
-            let _ = driver.await;
+        let gone = move || {
             if let Some(inner) = weak.upgrade() {
                 inner.pool.connection_gone(&inner.hooks, &key, id);
             }
-        });
-        slot.succeeded();
-        let opened = Instant::now();
-        if hooks.on() {
-            hooks.observer.connection_open(&ev!(ConnectionOpen {
-                at: opened,
-                connection: id,
-                request: ctx.id,
-                origin,
-                local,
-                peer,
-            }));
-        }
+        };
+        // Only an observing client wraps the socket; `O::ENABLED` is a constant, so a `Noop`
+        // client does not even compile the wrapper in.
+        let (tx, tap) = if O::ENABLED && hooks.on() {
+            let tap = Arc::new(Tap::default());
+            let io = Tapped {
+                stream,
+                tap: tap.clone(),
+                hooks: Arc::downgrade(&inner.hooks),
+            };
+            let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+                .await
+                .map_err(|e| Error::Http(HttpError(e)))?;
+            tokio::spawn(async move {
+                let _ = driver.await;
+                gone();
+            });
+            (tx, Some(tap))
+        } else {
+            let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|e| Error::Http(HttpError(e)))?;
+            tokio::spawn(async move {
+                let _ = driver.await;
+                gone();
+            });
+            (tx, None)
+        };
         Ok(Connection {
             id,
             tx,
-            stamps,
-            opened,
+            tap,
+            opened: Instant::now(),
             requests: 0,
             local,
             peer,

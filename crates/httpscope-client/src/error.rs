@@ -36,6 +36,20 @@ pub enum Error {
 }
 
 impl Error {
+    /// A copy of a dial failure (DNS, TCP connect, TLS), for the requests that waited behind
+    /// that dial; `None` for other errors. The copy keeps the kind and message of an I/O
+    /// error, not its source chain.
+    pub(crate) fn dial_failure_copy(&self) -> Option<Error> {
+        let io = |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string());
+        Some(match self {
+            Error::Dns(e) => Error::Dns(io(e)),
+            Error::Connect(e) => Error::Connect(io(e)),
+            Error::ConnectTimeout => Error::ConnectTimeout,
+            Error::Tls(e) => Error::Tls(io(e)),
+            _ => return None,
+        })
+    }
+
     /// A short lowercase name of the kind, for metric attributes (`error.type`).
     pub fn kind(&self) -> &'static str {
         match self {

@@ -20,12 +20,14 @@
 //! `httpscope_model::Transaction` sent to the httpscope monitor).
 //!
 //! What it does not do (yet): HTTP/2; streaming request bodies (a request body is `Bytes`);
-//! waiting for `100 Continue` before sending a body (hyper's client does not, so there is
-//! no such event; 1xx responses are reported when [`Interest::with_informational`] is
-//! asked for); a background reaper (an expired idle connection is closed when the pool
-//! next looks at its host, or when the server closes it). `headers_written`,
-//! `body_written` and `first_response_byte` carry the moments seen at the socket but are
-//! emitted together with `response_headers`, and not at all when no response head arrives.
+//! a background reaper (an expired idle connection is closed when the pool next looks at its
+//! host, or when the server closes it). A request with `Expect: 100-continue` and a body
+//! holds the body back until `100 Continue`, a final response, or
+//! [`Builder::expect_continue_timeout`] (1 s, as curl) — the `continue_wait_*` events; other
+//! 1xx responses are reported when [`Interest::with_informational`] is asked for.
+//! `headers_written`, `body_written` and `first_response_byte` are emitted from the
+//! connection's task when the socket sees them (observed clients wrap the socket; `Noop`
+//! clients do not).
 //! A deadline covers the request up to its response head, not the reading of the body.
 //!
 //! ```no_run

@@ -12,8 +12,10 @@
 //! exactly one end, also when the request future or the response body is dropped half-way
 //! (the end then carries [`Error::Cancelled`] or [`Error::DeadlineExceeded`]).
 //!
-//! Methods run inline on the task that drives the request, and pool events run while the
-//! pool's lock is held (so their snapshots are exact): keep them short, and never call back
+//! Methods run inline on the task that drives the request, except `headers_written`,
+//! `body_written`, `first_response_byte`, `continue_wait_*` and `informational`, which run on
+//! the connection's task at the moment the socket sees them; pool events run while the
+//! pool's lock is held (so their snapshots are exact). Keep them short, and never call back
 //! into the client from inside one.
 
 use std::net::SocketAddr;
@@ -116,6 +118,28 @@ pub enum QueueOutcome {
     DeadlineExceeded,
     /// The pool was closed (the client was dropped).
     PoolClosed,
+    /// The dial this request waited behind failed to connect (DNS, TCP or TLS) and the host
+    /// has no other connection open or being dialled: the request fails with that error
+    /// instead of dialling again itself.
+    ConnectError,
+}
+
+/// How a wait for `100 Continue` ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ContinueOutcome {
+    /// `100 Continue` arrived: the body is sent.
+    Continue,
+    /// The server said nothing within `expect_continue_timeout`: the body is sent anyway
+    /// (as curl does).
+    Timeout,
+    /// A final response arrived first: the body is still sent (so the connection stays in a
+    /// known state) but the connection is not reused.
+    FinalResponse,
+    /// The exchange failed before either.
+    Failed,
+    /// The request future was dropped (or its deadline passed) while waiting.
+    Cancelled,
 }
 
 /// Where a connection given to a request came from.
@@ -261,11 +285,11 @@ pub struct Timeline {
     pub tls: Option<(Instant, Instant)>,
     /// A connection was in hand.
     pub got_conn: Option<Instant>,
-    /// The first write of the request returned.
+    /// The first write of the request head returned.
     pub headers_written: Option<Instant>,
-    /// The last write of the request returned.
+    /// The whole request was written.
     pub body_written: Option<Instant>,
-    /// The first read after the request was written returned bytes.
+    /// The first read of the response returned bytes.
     pub first_byte: Option<Instant>,
     /// The response head was parsed.
     pub response_headers: Option<Instant>,
@@ -338,18 +362,30 @@ events! {
     RequestRetry { /// Ids of the failed attempt (the next one is `attempt + 1`).
         ids: Ids, /// The failure.
         error: &'a Error }
-    /// The first write of the request head returned (reported with the response head).
+    /// The first write of the request head to the socket returned (emitted then, from the
+    /// connection's task).
     HeadersWritten { /// Ids.
         ids: Ids }
-    /// The last write of the request returned (reported with the response head).
+    /// The whole request, body included, has been written to the socket (emitted then, from
+    /// the connection's task; for a request without body, right after `headers_written`).
     BodyWritten { /// Ids.
         ids: Ids, /// Body bytes.
         bytes: u64 }
+    /// The head of a request with `Expect: 100-continue` was written and its body is held
+    /// back until `100 Continue` arrives or `expect_continue_timeout` passes.
+    ContinueWaitStart { /// Ids.
+        ids: Ids }
+    /// The wait for `100 Continue` ended (exactly once per [`ContinueWaitStart`]).
+    ContinueWaitEnd { /// Ids.
+        ids: Ids, /// How.
+        outcome: ContinueOutcome, /// Time spent waiting.
+        waited: Duration }
     /// A 1xx response arrived (only with [`Interest::with_informational`]).
     Informational { /// Ids.
         ids: Ids, /// Its status.
         status: StatusCode }
-    /// The first response bytes were read (reported with the response head).
+    /// The first response bytes (of a 1xx or of the final response) were read from the
+    /// socket (emitted then, from the connection's task).
     FirstResponseByte { /// Ids.
         ids: Ids }
     /// The response head was parsed.
@@ -513,6 +549,10 @@ observer_trait! {
     headers_written(HeadersWritten);
     /// See [`BodyWritten`].
     body_written(BodyWritten);
+    /// See [`ContinueWaitStart`].
+    continue_wait_start(ContinueWaitStart);
+    /// See [`ContinueWaitEnd`].
+    continue_wait_end(ContinueWaitEnd);
     /// See [`Informational`].
     informational(Informational);
     /// See [`FirstResponseByte`].

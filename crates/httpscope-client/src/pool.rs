@@ -197,6 +197,8 @@ pub(crate) enum Handoff {
     Conn(Connection),
     /// A dial slot, already counted as connecting for the waiter.
     Slot,
+    /// The dial the waiter was queued behind failed, and nothing else can serve the host.
+    Failed(crate::Error),
 }
 
 /// The answer to [`Pool::checkout`].
@@ -506,6 +508,33 @@ impl Pool {
         st.forget_if_unused(origin);
     }
 
+    /// A dial failed with `error`. If it was a connect failure (DNS, TCP, TLS) and the host
+    /// has nothing else open or being dialled, every request queued for the host fails with
+    /// a copy of it (rather than each dialling the unreachable host in turn, one connect
+    /// timeout after the other); otherwise the freed slot goes to the next waiter.
+    pub(crate) fn dial_failed<O: Observer>(
+        &self,
+        hooks: &Hooks<O>,
+        origin: &Origin,
+        error: &crate::Error,
+    ) {
+        let mut st = self.lock();
+        st.count(origin, |c| c.connecting -= 1);
+        let host = st.host(origin).stats.now;
+        if host.active + host.connecting == 0 && error.dial_failure_copy().is_some() {
+            let now = self.now(hooks);
+            while let Some(w) = st.host(origin).waiters.pop_front() {
+                st.count(origin, |c| c.waiting -= 1);
+                let copy = error.dial_failure_copy().expect("a dial failure");
+                if w.tx.send(Handoff::Failed(copy)).is_ok() {
+                    Self::record_wait(&mut st, origin, w.since, now);
+                }
+            }
+        }
+        self.dispatch(&mut st, hooks, origin);
+        st.forget_if_unused(origin);
+    }
+
     /// Gives back a connection after a request. `reusable` is false when the exchange left
     /// it in an unknown state.
     pub(crate) fn release<O: Observer>(
@@ -560,7 +589,7 @@ impl Pool {
                     conn = back;
                     st.count(origin, |c| c.active -= 1);
                 }
-                Err(Handoff::Slot) => unreachable!("sent a connection"),
+                Err(_) => unreachable!("sent a connection"),
             }
         }
         let refusal = if st.host(origin).stats.now.idle >= self.config.max_idle_per_host {
@@ -674,7 +703,7 @@ impl Pool {
                     self.dispatch(&mut st, hooks, origin);
                     st.forget_if_unused(origin);
                 }
-                Err(_) => {}
+                Ok(Handoff::Failed(_)) | Err(_) => {}
             }
         }
         waiting.since.elapsed()

@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{closed_port, dying_server, server, tls_server, Log};
+use common::{closed_port, dying_server, expect_server, server, tls_server, ExpectMode, Log};
 use httpscope_client::observer::CloseReason;
 use httpscope_client::{Builder, Client, Error, Noop, StaticResolver};
 
@@ -211,6 +211,10 @@ async fn cancellation_while_queued_and_while_waiting_for_the_response() {
             &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
             &[
                 "got_conn(Dialled,reused=false,idle=false)",
+                // The request was on the wire when it was dropped (reported as it happened,
+                // not with a response head that never came).
+                "headers_written",
+                "body_written(0)",
                 "request_failed(cancelled)"
             ],
         ])
@@ -409,6 +413,8 @@ async fn retry_on_a_dead_reused_connection() {
         join(&[
             &["request_start", "get_conn", "idle_out(Reused)"],
             &["got_conn(Idle,reused=true,idle=true)"],
+            // Written to the dead connection before it turned out dead.
+            &["headers_written", "body_written(0)"],
             &[
                 "connection_closed(ClosedByPeer,requests=2)",
                 "request_retry(http)"
@@ -594,6 +600,15 @@ async fn total_limit_evicts_an_idle_connection_of_another_host() {
     assert_eq!(stats.total.closed(CloseReason::Evicted), 1);
 }
 
+/// Only asks for 1xx responses (a [`Log`] paired with it logs them).
+struct WantsInformational;
+
+impl httpscope_client::Observer for WantsInformational {
+    fn interest(&self) -> httpscope_client::Interest {
+        httpscope_client::Interest::ALWAYS.with_informational()
+    }
+}
+
 /// Adds 1xx responses to a [`Log`] (they cost an allocation per request, so are opt-in).
 struct Informational(Log);
 
@@ -730,6 +745,313 @@ async fn a_dial_limit_queues_until_the_dial_ends() {
         c.pool_stats().total.now.idle,
         2,
         "two connections, dialled one after the other"
+    );
+    log.assert_balanced();
+}
+
+fn post_expecting_continue(u: http::Uri) -> http::Request<Bytes> {
+    let mut post = http::Request::new(Bytes::from_static(b"abc"));
+    *post.method_mut() = http::Method::POST;
+    *post.uri_mut() = u;
+    post.headers_mut()
+        .insert("expect", http::HeaderValue::from_static("100-continue"));
+    post
+}
+
+/// The moment an event was emitted (the observer was called), by name, for one request.
+fn seen(log: &Log, request: u64, name: &str) -> Instant {
+    log.events()
+        .into_iter()
+        .find(|e| e.request == Some(request) && e.what == name)
+        .unwrap_or_else(|| panic!("no {name} for request {request}: {:?}", log.of(request)))
+        .seen
+}
+
+#[tokio::test]
+async fn request_moments_are_emitted_when_they_happen() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    let res = c.get(uri(addr, "/slow/300")).await.unwrap();
+    res.into_body().bytes().await.unwrap();
+    // The server answers 300 ms after reading the request: the head and body were reported
+    // when they were written, not with the response.
+    let head = seen(&log, 1, "response_headers(200)");
+    for early in ["headers_written", "body_written(0)"] {
+        let at = seen(&log, 1, early);
+        assert!(
+            head.duration_since(at) >= Duration::from_millis(250),
+            "{early} emitted only {:?} before the response head",
+            head.duration_since(at)
+        );
+    }
+    assert!(seen(&log, 1, "first_response_byte") <= head);
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn expect_continue_with_a_server_that_answers_100() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = Client::builder()
+        .expect_continue_timeout(Duration::from_secs(5))
+        .observer((log.clone(), WantsInformational))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let res = c
+        .send(post_expecting_continue(uri(addr, "/")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(&res.into_body().bytes().await.unwrap()[..], b"hello");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the body went on 100 Continue, not on the 5 s timeout"
+    );
+    assert_eq!(
+        log.of(1),
+        join(&[
+            &["request_start", "get_conn"],
+            &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &[
+                "headers_written",
+                "continue_wait_start",
+                "first_response_byte"
+            ],
+            &["informational(100)", "continue_wait_end(Continue)"],
+            &["body_written(3)", "response_headers(200)"],
+            &["response_body_end(5)", "request_end(200)"],
+        ])
+    );
+    // The exchange completed normally: the connection is reused.
+    assert_eq!(log.pool(), ["connection_open", "idle_in(i=1)"]);
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn expect_continue_with_a_server_that_never_answers_100() {
+    let (addr, mut gaps) = expect_server(ExpectMode::Silent).await;
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.expect_continue_timeout(Duration::from_millis(300))
+    });
+    let res = c
+        .send(post_expecting_continue(uri(addr, "/")))
+        .await
+        .unwrap();
+    assert_eq!(&res.into_body().bytes().await.unwrap()[..], b"ok");
+    let gap = gaps.recv().await.unwrap();
+    assert!(
+        gap >= Duration::from_millis(250),
+        "the server got the body {gap:?} after the head: not held back"
+    );
+    assert_eq!(
+        log.of(1),
+        join(&[
+            &["request_start", "get_conn"],
+            &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &["headers_written", "continue_wait_start"],
+            &["continue_wait_end(Timeout)", "body_written(3)"],
+            &["first_response_byte", "response_headers(200)"],
+            &["response_body_end(2)", "request_end(200)"],
+        ])
+    );
+    let start = seen(&log, 1, "continue_wait_start");
+    let end = seen(&log, 1, "continue_wait_end(Timeout)");
+    assert!(end.duration_since(start) >= Duration::from_millis(250));
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn expect_continue_answered_by_a_final_status() {
+    let (addr, _) = expect_server(ExpectMode::Reject).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.expect_continue_timeout(Duration::from_secs(5)));
+    let res = c
+        .send(post_expecting_continue(uri(addr, "/")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 417);
+    res.into_body().bytes().await.unwrap();
+    assert_eq!(
+        log.of(1),
+        join(&[
+            &["request_start", "get_conn"],
+            &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &[
+                "headers_written",
+                "continue_wait_start",
+                "first_response_byte"
+            ],
+            &["continue_wait_end(FinalResponse)", "response_headers(417)"],
+            &["response_body_end(0)", "request_end(417)"],
+        ])
+    );
+    // The body went after the final answer: the connection is not trusted again.
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "put_idle_refused(NotReusable)",
+            "connection_closed(NotReusable,requests=1)"
+        ]
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn dropping_a_request_while_it_waits_for_100_continue() {
+    let (addr, _) = expect_server(ExpectMode::Silent).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.expect_continue_timeout(Duration::from_secs(10)));
+    let r = tokio::time::timeout(
+        Duration::from_millis(200),
+        c.send(post_expecting_continue(uri(addr, "/"))),
+    )
+    .await;
+    assert!(r.is_err(), "timed out while waiting");
+    // Nothing of the dropped attempt is reported after its end.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        log.of(1),
+        join(&[
+            &["request_start", "get_conn"],
+            &["connect_start(127.0.0.1)", "connect_done(127.0.0.1)"],
+            &["got_conn(Dialled,reused=false,idle=false)"],
+            &["headers_written", "continue_wait_start"],
+            &["continue_wait_end(Cancelled)", "request_failed(cancelled)"],
+        ])
+    );
+    log.assert_balanced();
+}
+
+/// Resolves every name to 127.0.0.1 after a pause, so that requests queue behind the dial.
+struct SlowResolver(Duration);
+
+impl httpscope_client::Resolve for SlowResolver {
+    fn resolve(&self, _host: &str, port: u16) -> httpscope_client::Resolving {
+        let pause = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(pause).await;
+            Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))])
+        })
+    }
+}
+
+#[tokio::test]
+async fn requests_queued_behind_a_refused_dial_fail_with_its_error() {
+    let port = closed_port();
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.max_connections_per_host(1)
+            .resolver(SlowResolver(Duration::from_millis(100)))
+    });
+    let u: http::Uri = format!("http://refused.test:{port}/").parse().unwrap();
+    let (a, b, d) = tokio::join!(c.get(u.clone()), c.get(u.clone()), c.get(u.clone()));
+    for r in [a, b, d] {
+        assert!(matches!(r, Err(Error::Connect(_))), "{r:?}");
+    }
+    assert_eq!(
+        log.of(1),
+        [
+            "request_start",
+            "get_conn",
+            "dns_start(refused.test)",
+            "dns_done(1)",
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)(connect)",
+            "request_failed(connect)",
+        ]
+    );
+    for (r, waiting) in [(2, 1), (3, 2)] {
+        assert_eq!(
+            log.of(r),
+            [
+                "request_start".to_string(),
+                "get_conn".into(),
+                "limit_hit(ConnectionsPerHost)".into(),
+                format!("queue_enter(PerHostLimit;a=0,i=0,c=1,w={waiting})"),
+                "queue_exit(ConnectError)".into(),
+                "request_failed(connect)".into(),
+            ]
+        );
+    }
+    let stats = c.pool_stats();
+    assert_eq!(stats.total.now, Default::default(), "nothing left counted");
+    assert_eq!(stats.total.waits, 2);
+    log.assert_balanced();
+}
+
+/// Resolves to 127.0.0.1 the first time, then fails (after a pause) every time.
+struct FlakyResolver(std::sync::atomic::AtomicU32);
+
+impl httpscope_client::Resolve for FlakyResolver {
+    fn resolve(&self, _host: &str, port: u16) -> httpscope_client::Resolving {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(async move {
+            if n == 0 {
+                return Ok(vec![std::net::SocketAddr::from(([127, 0, 0, 1], port))]);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Err(std::io::Error::other("flaky"))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_failed_dial_gives_its_slot_to_a_waiter_while_the_host_has_a_connection() {
+    // Connection 1 is busy; request 2's dial fails while request 3 waits behind it. The host
+    // still has a connection, so request 3 is not failed with request 2's error: it gets the
+    // freed slot and dials itself (and fails on its own).
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.max_connections_per_host(2)
+            .resolver(FlakyResolver(Default::default()))
+    });
+    let u = |path: &str| -> http::Uri {
+        format!("http://flaky.test:{}{path}", addr.port())
+            .parse()
+            .unwrap()
+    };
+    let slow = async {
+        c.get(u("/slow/400"))
+            .await
+            .unwrap()
+            .into_body()
+            .bytes()
+            .await
+            .unwrap()
+    };
+    let others = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let second = c.get(u("/"));
+        let third = async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            c.get(u("/")).await
+        };
+        tokio::join!(second, third)
+    };
+    let (body, (second, third)) = tokio::join!(slow, others);
+    assert_eq!(&body[..], b"slow");
+    assert!(matches!(second, Err(Error::Dns(_))), "{second:?}");
+    assert!(matches!(third, Err(Error::Dns(_))), "{third:?}");
+    assert_eq!(
+        log.of(3),
+        [
+            "request_start",
+            "get_conn",
+            "limit_hit(ConnectionsPerHost)",
+            "queue_enter(PerHostLimit;a=1,i=0,c=1,w=1)",
+            "queue_exit(NewConnection)",
+            "dns_start(flaky.test)",
+            "dns_done(0)(dns)",
+            "request_failed(dns)",
+        ]
     );
     log.assert_balanced();
 }

@@ -167,6 +167,80 @@ pub async fn dying_server() -> SocketAddr {
     addr
 }
 
+/// How [`expect_server`] answers a request with `Expect: 100-continue`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpectMode {
+    /// Never sends `100 Continue`: waits for the body, then answers 200 "ok".
+    Silent,
+    /// Answers `417 Expectation Failed` right after the head, without reading the body.
+    Reject,
+}
+
+/// A raw HTTP/1.1 server for one connection that does not send `100 Continue` (unlike
+/// hyper's server, which sends it when the body is first read). For `Silent`, the returned
+/// channel gets the time between the end of the request head and the body's arrival.
+pub async fn expect_server(
+    mode: ExpectMode,
+) -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<Duration>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            return;
+        };
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 64 * 1024 {
+                return;
+            }
+        };
+        let head_at = Instant::now();
+        if mode == ExpectMode::Reject {
+            let _ = tcp
+                .write_all(b"HTTP/1.1 417 Expectation Failed\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            // Keep reading (the client may still send the body) until it closes.
+            let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                while let Ok(n) = tcp.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            return;
+        }
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        let mut have = buf.len() - head_end;
+        while have < len {
+            match tcp.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => have += n,
+            }
+        }
+        let _ = tx.send(head_at.elapsed());
+        let _ = tcp
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read(&mut chunk)).await;
+    });
+    (addr, rx)
+}
+
 /// A port on 127.0.0.1 where nothing listens.
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -177,6 +251,8 @@ pub fn closed_port() -> u16 {
 #[derive(Clone, Debug)]
 pub struct Ev {
     pub at: Instant,
+    /// When the observer was called (to show that an event is emitted when it happens).
+    pub seen: Instant,
     pub request: Option<u64>,
     pub connection: Option<u64>,
     pub attempt: Option<u32>,
@@ -221,6 +297,7 @@ impl Log {
     fn push(&self, at: Instant, ids: Option<Ids>, connection: Option<ConnectionId>, what: String) {
         self.0.lock().unwrap().push(Ev {
             at,
+            seen: Instant::now(),
             request: ids.map(|i| i.request.0),
             connection: connection.or(ids.and_then(|i| i.connection)).map(|c| c.0),
             attempt: ids.map(|i| i.attempt),
@@ -248,6 +325,7 @@ impl Log {
                 ("dns_start", "dns_done"),
                 ("connect_start", "connect_done"),
                 ("tls_start", "tls_done"),
+                ("continue_wait_start", "continue_wait_end"),
             ] {
                 assert_eq!(count(s), count(e), "request {r}: {s}/{e} in {names:?}");
             }
@@ -292,6 +370,17 @@ impl Observer for Log {
             Some(e.ids),
             None,
             format!("body_written({})", e.bytes),
+        )
+    }
+    fn continue_wait_start(&self, e: &ContinueWaitStart<'_>) {
+        self.push(e.at, Some(e.ids), None, "continue_wait_start".into())
+    }
+    fn continue_wait_end(&self, e: &ContinueWaitEnd<'_>) {
+        self.push(
+            e.at,
+            Some(e.ids),
+            None,
+            format!("continue_wait_end({:?})", e.outcome),
         )
     }
     fn informational(&self, e: &Informational<'_>) {
