@@ -5,7 +5,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{closed_port, dying_server, expect_server, server, tls_server, ExpectMode, Log};
+use common::{
+    closed_port, dying_server, expect_server, raw_server, server, tls_server, unanswering_listener,
+    ExpectMode, Log,
+};
 use httpscope_client::observer::CloseReason;
 use httpscope_client::{Builder, Client, Error, Noop, StaticResolver};
 
@@ -1054,4 +1057,265 @@ async fn a_failed_dial_gives_its_slot_to_a_waiter_while_the_host_has_a_connectio
         ]
     );
     log.assert_balanced();
+}
+
+async fn read(c: &Client<Log>, u: http::Uri) -> Result<Bytes, Error> {
+    c.get(u).await?.into_body().bytes().await
+}
+
+#[tokio::test]
+async fn queueing_on_the_total_limit_until_an_idle_connection_can_be_evicted() {
+    let (a, b) = (server(true).await, server(true).await);
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections(1));
+    let first = read(&c, uri(a, "/slow/200"));
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        read(&c, uri(b, "/")).await
+    };
+    let (x, y) = tokio::join!(first, second);
+    assert_eq!(&x.unwrap()[..], b"slow");
+    assert_eq!(&y.unwrap()[..], b"hello");
+    assert_eq!(
+        log.of(2)[..6],
+        [
+            "request_start",
+            "get_conn",
+            "limit_hit(Connections)",
+            "queue_enter(TotalLimit;a=0,i=0,c=0,w=1)",
+            "queue_exit(NewConnection)",
+            "connect_start(127.0.0.1)",
+        ]
+    );
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "idle_in(i=1)",
+            "idle_out(Evicted)",
+            "connection_closed(Evicted,requests=1)",
+            "connection_open",
+            "idle_in(i=1)",
+        ]
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn an_idle_connection_closed_by_the_server() {
+    let addr = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",
+        Duration::from_millis(100),
+    )
+    .await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    assert_eq!(&read(&c, uri(addr, "/")).await.unwrap()[..], b"ok");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "idle_in(i=1)",
+            "idle_out(ClosedByPeer)",
+            "connection_closed(ClosedByPeer,requests=1)",
+        ]
+    );
+    let stats = c.pool_stats();
+    assert_eq!(stats.total.now, Default::default());
+    assert_eq!(stats.total.closed(CloseReason::ClosedByPeer), 1);
+}
+
+#[tokio::test]
+async fn closing_the_pool_closes_idle_and_released_connections() {
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    // Two connections (two requests at once), then one of them busy again.
+    let (x, y) = tokio::join!(
+        read(&c, uri(addr, "/slow/50")),
+        read(&c, uri(addr, "/slow/50"))
+    );
+    x.unwrap();
+    y.unwrap();
+    let busy = c.get(uri(addr, "/")).await.unwrap();
+    log.clear();
+    c.close();
+    // The idle connection closes now; the one in use when its body is done.
+    assert_eq!(
+        log.pool(),
+        [
+            "idle_out(PoolClosed)",
+            "connection_closed(PoolClosed,requests=1)"
+        ]
+    );
+    busy.into_body().bytes().await.unwrap();
+    assert_eq!(
+        log.pool()[2..],
+        ["connection_closed(PoolClosed,requests=2)"]
+    );
+    assert_eq!(c.pool_stats().total.closed(CloseReason::PoolClosed), 2);
+}
+
+#[tokio::test]
+async fn the_total_idle_limit_and_the_lifetime_refuse_idle_connections() {
+    let (a, b) = (server(true).await, server(true).await);
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.max_idle(1).max_lifetime(Some(Duration::from_millis(150)))
+    });
+    read(&c, uri(a, "/")).await.unwrap();
+    read(&c, uri(b, "/")).await.unwrap();
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "idle_in(i=1)",
+            "connection_open",
+            "put_idle_refused(MaxIdle)",
+            "connection_closed(IdleFull,requests=1)",
+        ]
+    );
+    // Older than max_lifetime when it comes back: refused as expired.
+    log.clear();
+    read(&c, uri(b, "/slow/200")).await.unwrap();
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "put_idle_refused(Expired)",
+            "connection_closed(MaxLifetime,requests=1)",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_connect_timeout() {
+    let (addr, _filler, _listener) = unanswering_listener().await;
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.connect_timeout(Some(Duration::from_millis(200)))
+    });
+    let started = Instant::now();
+    let err = c.get(uri(addr, "/")).await.unwrap_err();
+    assert!(matches!(err, Error::ConnectTimeout), "{err:?}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    assert_eq!(
+        log.of(1),
+        [
+            "request_start",
+            "get_conn",
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)(connect_timeout)",
+            "request_failed(connect_timeout)",
+        ]
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn a_response_body_cut_short_by_the_server() {
+    let addr = raw_server(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc",
+        Duration::ZERO,
+    )
+    .await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    let err = read(&c, uri(addr, "/")).await.unwrap_err();
+    assert!(matches!(err, Error::Http(_)), "{err:?}");
+    assert_eq!(
+        log.of(1)[5..],
+        [
+            "headers_written",
+            "body_written(0)",
+            "first_response_byte",
+            "response_headers(200)",
+            "response_body_end(3)(http)",
+            "request_failed(http)",
+        ]
+    );
+    assert_eq!(
+        log.pool(),
+        [
+            "connection_open",
+            "put_idle_refused(NotReusable)",
+            "connection_closed(NotReusable,requests=1)",
+        ]
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
+async fn dropping_the_request_during_dns_connect_and_tls() {
+    let log = Log::default();
+    // During DNS.
+    let c = client(&log, |b| b.resolver(SlowResolver(Duration::from_secs(5))));
+    let u: http::Uri = "http://slow.test:1/".parse().unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(100), c.get(u))
+        .await
+        .is_err());
+    assert_eq!(
+        log.of(1),
+        [
+            "request_start",
+            "get_conn",
+            "dns_start(slow.test)",
+            "dns_done(0)(cancelled)",
+            "request_failed(cancelled)",
+        ]
+    );
+    assert_eq!(
+        c.pool_stats().total.now,
+        Default::default(),
+        "dial slot freed"
+    );
+    // During the TCP connect (no connect timeout: only the drop ends it).
+    let (addr, _filler, _listener) = unanswering_listener().await;
+    let log = Log::default();
+    let c = client(&log, |b| b.connect_timeout(None));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), c.get(uri(addr, "/")))
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        log.of(1),
+        [
+            "request_start",
+            "get_conn",
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)(cancelled)",
+            "request_failed(cancelled)",
+        ]
+    );
+    // During the TLS handshake: a server that accepts and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let hold = tokio::spawn(async move {
+        let mut keep = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            keep.push(s);
+        }
+    });
+    let log = Log::default();
+    let c = client(&log, |b| {
+        b.resolver(StaticResolver::new().with("localhost", &["127.0.0.1".parse().unwrap()]))
+    });
+    let u: http::Uri = format!("https://localhost:{port}/").parse().unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(200), c.get(u))
+        .await
+        .is_err());
+    assert_eq!(
+        log.of(1)[4..],
+        [
+            "connect_start(127.0.0.1)",
+            "connect_done(127.0.0.1)",
+            "tls_start(localhost)",
+            "tls_done(-,,false)(cancelled)",
+            "request_failed(cancelled)",
+        ]
+    );
+    log.assert_balanced();
+    hold.abort();
 }

@@ -241,6 +241,59 @@ pub async fn expect_server(
     (addr, rx)
 }
 
+/// A raw server: on each connection, reads one request head, writes `answer`, waits
+/// `close_after`, and closes the connection.
+pub async fn raw_server(answer: &'static [u8], close_after: Duration) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut tcp, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                // Requests here are small GETs: one read is one request head.
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let _ = tcp.write_all(answer).await;
+                tokio::time::sleep(close_after).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A listener on 127.0.0.1 that never accepts, with its accept queue filled: a TCP connect
+/// to it gets no answer (the kernel drops the SYN), so only a connect timeout ends it.
+/// Returns its address and what must stay alive.
+pub async fn unanswering_listener() -> (
+    SocketAddr,
+    Vec<tokio::net::TcpStream>,
+    tokio::net::TcpListener,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut filler = Vec::new();
+    // Backlog 0 holds one or two connections; the ones after them hang.
+    for _ in 0..4 {
+        match tokio::time::timeout(
+            Duration::from_millis(100),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(s)) => filler.push(s),
+            _ => break,
+        }
+    }
+    (addr, filler, listener)
+}
+
 /// A port on 127.0.0.1 where nothing listens.
 pub fn closed_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
