@@ -12,6 +12,8 @@
 use httpscope_model::telemetry::ParseError;
 use httpscope_model::{HttpVersion, Method};
 
+use crate::lines::Lines;
+
 /// The most header fields in one head; more is [`ParseError::TooManyHeaders`].
 const MAX_HEADERS: usize = 128;
 
@@ -51,26 +53,10 @@ pub(crate) struct ResponseHead {
     pub(crate) upgrade_h2c: bool,
 }
 
-/// The first line of `buf` without its line end, and the offset after it; `None` if `buf`
-/// holds no complete line.
+/// `text` without a final `\r`.
 #[inline]
-fn line(buf: &[u8], from: usize) -> Option<(&[u8], usize)> {
-    let rest = buf.get(from..)?;
-    let lf = memchr::memchr(b'\n', rest)?;
-    let text = &rest[..lf];
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    Some((text, from + lf + 1))
-}
-
-/// Splits `s` at its first run of spaces: the token before and the rest after them.
-#[inline]
-fn split_space(s: &[u8]) -> Option<(&[u8], &[u8])> {
-    let sp = memchr::memchr(b' ', s)?;
-    let mut rest = &s[sp..];
-    while let [b' ', tail @ ..] = rest {
-        rest = tail;
-    }
-    Some((&s[..sp], rest))
+fn strip_cr(text: &[u8]) -> &[u8] {
+    text.strip_suffix(b"\r").unwrap_or(text)
 }
 
 /// `HTTP/1.0` or `HTTP/1.1` (any minor digit is taken as 1.1).
@@ -96,21 +82,14 @@ pub(crate) fn parse_request(
     keep_query: bool,
     max_path: usize,
 ) -> Result<Option<(RequestHead, usize)>, ParseError> {
-    let Some((first, pos)) = line(buf, 0) else {
+    let mut lines = Lines::new(buf);
+    let Some(lf) = lines.next_lf() else {
         return Ok(None);
     };
     let invalid = ParseError::InvalidRequest;
-    let (method, rest) = split_space(first).ok_or(invalid)?;
-    let (target, version) = split_space(rest).ok_or(invalid)?;
-    let version = http_version(version).ok_or(invalid)?;
-    if method.is_empty() || !method.iter().all(|&b| is_tchar(b)) {
-        return Err(invalid);
-    }
-    // A target is visible ASCII or UTF-8 (servers differ on raw UTF-8; accept it).
-    if target.is_empty() || target.iter().any(|&b| b <= b' ' || b == 0x7f) {
-        return Err(invalid);
-    }
-    let Some((fields, len)) = Fields::scan(buf, pos, invalid)? else {
+    let (method, target, version) = request_line(strip_cr(&buf[..lf])).ok_or(invalid)?;
+    let target = Target::check(target, keep_query).ok_or(invalid)?;
+    let Some((fields, len)) = Fields::scan(buf, &mut lines, lf + 1, invalid)? else {
         return Ok(None);
     };
     let framing = if fields.transfer_encoding {
@@ -127,13 +106,9 @@ pub(crate) fn parse_request(
             Some(n) => Framing::Length(n),
         }
     };
-    let path = match std::str::from_utf8(target) {
-        Ok(t) => request_path(t, keep_query, max_path),
-        Err(_) => request_path(&String::from_utf8_lossy(target), keep_query, max_path),
-    };
     let head = RequestHead {
-        method: Method::from_bytes(method),
-        path,
+        method,
+        path: target.path(keep_query, max_path),
         version,
         framing,
         upgrade_h2c: fields.upgrade_h2c,
@@ -141,19 +116,96 @@ pub(crate) fn parse_request(
     Ok(Some((head, len)))
 }
 
+/// Splits a request line (`METHOD SP target SP HTTP/1.x`, runs of spaces allowed) into its
+/// method (`None` inside for a valid but unknown token), target and version; `None` if it
+/// is not one.
+#[inline]
+fn request_line(first: &[u8]) -> Option<(Option<Method>, &[u8], HttpVersion)> {
+    // Methods are short: a plain loop beats a `memchr` call's set-up.
+    let sp = first.iter().position(|&b| b == b' ')?;
+    let token = &first[..sp];
+    let method = Method::from_bytes(token);
+    if method.is_none() && (token.is_empty() || !token.iter().all(|&b| is_tchar(b))) {
+        return None;
+    }
+    let mut rest = &first[sp..];
+    while let [b' ', tail @ ..] = rest {
+        rest = tail;
+    }
+    // The version is the last 8 bytes, after at least one space; the target is what is left
+    // (it may not hold spaces, which `target_path` checks).
+    let (target, version) = rest.split_at_checked(rest.len().checked_sub(8)?)?;
+    let version = http_version(version)?;
+    let mut target = target.strip_suffix(b" ")?;
+    while let [t @ .., b' '] = target {
+        target = t;
+    }
+    if target.is_empty() {
+        return None;
+    }
+    Some((method, target, version))
+}
+
+/// A request target checked to hold no space, control byte or DEL.
+struct Target<'a> {
+    bytes: &'a [u8],
+    /// Where an origin-form path ends (its query or fragment starts).
+    cut: usize,
+    ascii: bool,
+}
+
+impl<'a> Target<'a> {
+    /// Checks `bytes`, and on the way finds where an origin-form path ends: one pass.
+    #[inline]
+    fn check(bytes: &'a [u8], keep_query: bool) -> Option<Self> {
+        let mut cut = bytes.len();
+        let mut ascii = true;
+        for (i, &b) in bytes.iter().enumerate() {
+            // A target is visible ASCII or UTF-8 (servers differ on raw UTF-8; accept it).
+            if b <= b' ' || b == 0x7f {
+                return None;
+            }
+            ascii &= b < 0x80;
+            if (b == b'#' || (b == b'?' && !keep_query)) && cut == bytes.len() {
+                cut = i;
+            }
+        }
+        Some(Target { bytes, cut, ascii })
+    }
+
+    /// The path as [`request_path`] gives it, without its second pass for an ASCII
+    /// origin-form target (the common case).
+    #[inline]
+    fn path(&self, keep_query: bool, max: usize) -> String {
+        if self.ascii && self.bytes.first() == Some(&b'/') {
+            let path = &self.bytes[..self.cut.min(max)];
+            // SAFETY: every byte of `path` was checked to be below 0x80, so it is ASCII and
+            // therefore UTF-8 (`str::from_utf8` would check again, at a cost that shows in
+            // the small-request benchmark).
+            return unsafe { std::str::from_utf8_unchecked(path) }.to_owned();
+        }
+        match std::str::from_utf8(self.bytes) {
+            Ok(t) => request_path(t, keep_query, max),
+            Err(_) => request_path(&String::from_utf8_lossy(self.bytes), keep_query, max),
+        }
+    }
+}
+
 /// Parses a response head at the start of `buf`: its fields and length, or `None` if `buf`
 /// holds only part of it.
 pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, ParseError> {
-    let Some((first, pos)) = line(buf, 0) else {
+    let mut lines = Lines::new(buf);
+    let Some(lf) = lines.next_lf() else {
         return Ok(None);
     };
+    let first = strip_cr(&buf[..lf]);
     let invalid = ParseError::InvalidResponse;
     // `HTTP/1.1 200 OK`; the reason phrase may be absent, even without its space.
-    let (version, rest) = match split_space(first) {
-        Some(parts) => parts,
-        None => return Err(invalid),
-    };
-    let version = http_version(version).ok_or(invalid)?;
+    let version = first.get(..8).and_then(http_version).ok_or(invalid)?;
+    let mut rest = first[8..].strip_prefix(b" ").ok_or(invalid)?;
+    while let [b' ', tail @ ..] = rest {
+        rest = tail;
+    }
     let code = match rest {
         [a, b, c] | [a, b, c, b' ' | b'\t', ..] => [*a, *b, *c],
         _ => return Err(invalid),
@@ -167,7 +219,7 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>
     if !(100..=599).contains(&status) {
         return Err(invalid);
     }
-    let Some((fields, len)) = Fields::scan(buf, pos, invalid)? else {
+    let Some((fields, len)) = Fields::scan(buf, &mut lines, lf + 1, invalid)? else {
         return Ok(None);
     };
     let framing = if fields.transfer_encoding {
@@ -202,28 +254,26 @@ struct Fields {
 }
 
 impl Fields {
-    /// Reads the header lines from `pos` up to the empty line; returns the fields and the
-    /// head's length, or `None` if the empty line is not in `buf` yet. A NUL byte in the head
-    /// is the `invalid` error.
+    /// Reads the header lines from `pos` (just after the line end `lines` returned last) up
+    /// to the empty line; returns the fields and the head's length, or `None` if the empty
+    /// line is not in `buf` yet. A NUL byte in the head is the `invalid` error.
+    #[inline]
     fn scan(
         buf: &[u8],
+        lines: &mut Lines<'_>,
         pos: usize,
         invalid: ParseError,
     ) -> Result<Option<(Fields, usize)>, ParseError> {
         let mut f = Fields::default();
         let mut count = 0;
         let mut start = pos;
-        // One pass over the line ends of the whole head (a fresh `memchr` per short line
-        // costs more in set-up than in search).
-        for lf in memchr::memchr_iter(b'\n', &buf[pos..]) {
-            let end = pos + lf;
-            let text = &buf[start..end];
-            let text = text.strip_suffix(b"\r").unwrap_or(text);
-            start = end + 1;
+        while let Some(lf) = lines.next_lf() {
+            let text = strip_cr(&buf[start..lf]);
+            start = lf + 1;
             if text.is_empty() {
                 // Peers reject NUL anywhere in a head (as browsers do); so does the parser,
                 // which also keeps binary data from passing for a head while resynchronising.
-                if memchr::memchr(0, &buf[..start]).is_some() {
+                if lines.nul_before(start) {
                     return Err(invalid);
                 }
                 return Ok(Some((f, start)));
@@ -244,36 +294,84 @@ impl Fields {
 
     /// Notes one header line if it is a framing field.
     fn field(&mut self, text: &[u8]) -> Result<(), ParseError> {
-        let Some(colon) = memchr::memchr(b':', text) else {
-            return Ok(());
-        };
-        let name = &text[..colon];
-        let value = || trim(&text[colon + 1..]);
-        match name.len() {
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
-                // Several equal values (in one field or repeated) are allowed; different
-                // ones make the framing unknowable (RFC 9112 §6.3).
-                for part in value().split(|&b| b == b',') {
-                    let n = parse_decimal(trim(part)).ok_or(ParseError::InvalidContentLength)?;
-                    match self.content_length {
-                        Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
-                        _ => self.content_length = Some(n),
-                    }
+        // A name is followed by its colon at once (whitespace before the colon makes a
+        // different, unknown name, as RFC 9112 §5.1 has servers reject it), so each name is
+        // matched together with its colon, in place.
+        if CONTENT_LENGTH.matches(text) {
+            // Several equal values (in one field or repeated) are allowed; different ones
+            // make the framing unknowable (RFC 9112 §6.3).
+            for part in trim(&text[CONTENT_LENGTH.len..]).split(|&b| b == b',') {
+                let n = parse_decimal(trim(part)).ok_or(ParseError::InvalidContentLength)?;
+                match self.content_length {
+                    Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),
+                    _ => self.content_length = Some(n),
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
-                self.transfer_encoding = true;
-                let last = value().rsplit(|&b| b == b',').next().unwrap_or_default();
-                self.chunked = trim(last).eq_ignore_ascii_case(b"chunked");
-            }
-            7 if name.eq_ignore_ascii_case(b"upgrade") => {
-                self.upgrade_h2c |= value()
-                    .split(|&b| b == b',')
-                    .any(|t| trim(t).eq_ignore_ascii_case(b"h2c"));
-            }
-            _ => {}
+        } else if TRANSFER_ENCODING.matches(text) {
+            self.transfer_encoding = true;
+            let value = trim(&text[TRANSFER_ENCODING.len..]);
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.chunked = trim(last).eq_ignore_ascii_case(b"chunked");
+        } else if UPGRADE.matches(text) {
+            self.upgrade_h2c |= trim(&text[UPGRADE.len..])
+                .split(|&b| b == b',')
+                .any(|t| trim(t).eq_ignore_ascii_case(b"h2c"));
         }
         Ok(())
+    }
+}
+
+const CONTENT_LENGTH: FieldName = FieldName::new(b"content-length:");
+const TRANSFER_ENCODING: FieldName = FieldName::new(b"transfer-encoding:");
+const UPGRADE: FieldName = FieldName::new(b"upgrade:");
+
+/// A header field name with its colon, matched ignoring ASCII case 8 bytes at a time: each
+/// 8-byte word of the line, with the case bit set where the name has a letter, must equal the
+/// name's lower-case word. (`eq_ignore_ascii_case` lowers and compares byte by byte, which
+/// was a tenth of a small response's head scan.) Setting bit 5 maps only `A-Z` onto `a-z`, and
+/// is not applied to the `-` and `:` positions, so the match is exact.
+struct FieldName {
+    /// Length of the name with its colon (8 to 24).
+    len: usize,
+    /// (offset, lower-case word, case bits) for words at 0, 8, ... and one ending at `len`.
+    words: [(usize, u64, u64); 3],
+}
+
+impl FieldName {
+    const fn new(name: &[u8]) -> Self {
+        assert!(name.len() >= 8 && name.len() <= 24);
+        let last = name.len() - 8;
+        let at = [0, if last < 8 { last } else { 8 }, last];
+        let mut words = [(0, 0, 0); 3];
+        let mut w = 0;
+        while w < 3 {
+            let mut word = 0u64;
+            let mut case = 0u64;
+            let mut i = 0;
+            while i < 8 {
+                let b = name[at[w] + i];
+                word |= (b as u64) << (8 * i);
+                if b.is_ascii_lowercase() {
+                    case |= 0x20 << (8 * i);
+                }
+                i += 1;
+            }
+            words[w] = (at[w], word, case);
+            w += 1;
+        }
+        FieldName {
+            len: name.len(),
+            words,
+        }
+    }
+
+    #[inline]
+    fn matches(&self, text: &[u8]) -> bool {
+        text.len() >= self.len
+            && self.words.iter().all(|&(at, word, case)| {
+                let bytes: [u8; 8] = text[at..at + 8].try_into().expect("8 bytes");
+                u64::from_le_bytes(bytes) | case == word
+            })
     }
 }
 
@@ -498,6 +596,35 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(r.path, "/caf\u{e9}");
+    }
+
+    #[test]
+    fn field_names_match_exactly_ignoring_case() {
+        for (text, name, want) in [
+            (&b"Content-Length: 5"[..], &CONTENT_LENGTH, true),
+            (b"content-length:5", &CONTENT_LENGTH, true),
+            (b"CONTENT-LENGTH:", &CONTENT_LENGTH, true),
+            (b"Content_Length: 5", &CONTENT_LENGTH, false),
+            (b"Content-Length : 5", &CONTENT_LENGTH, false),
+            (b"Content\rLength: 5", &CONTENT_LENGTH, false),
+            (b"Content-Lengt:", &CONTENT_LENGTH, false),
+            (b"Content-Type: text/html", &CONTENT_LENGTH, false),
+            (b"Transfer-Encoding: chunked", &TRANSFER_ENCODING, true),
+            (b"transfer-encodinG:", &TRANSFER_ENCODING, true),
+            (b"Transfer-Encodingx: chunked", &TRANSFER_ENCODING, false),
+            (b"Transfer\x0dEncoding: chunked", &TRANSFER_ENCODING, false),
+            (b"UPGRADE:h2c", &UPGRADE, true),
+            (b"Upgrade-Insecure-Requests: 1", &UPGRADE, false),
+            (b"Upgrade", &UPGRADE, false),
+            (b"Upgr\xc1de: h2c", &UPGRADE, false),
+        ] {
+            assert_eq!(
+                name.matches(text),
+                want,
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 
     #[test]

@@ -36,6 +36,7 @@ mod chunked;
 mod connection;
 mod head;
 mod http1;
+mod lines;
 mod scan;
 
 pub use connection::{Connection, Protocol};
