@@ -5,6 +5,8 @@
 #   BPF_STATS=1 ...   also reports the programs' in-kernel ns per request (kernel.bpf_stats_enabled
 #                     adds two clock reads per program run, so leave it off for the rate ratio)
 #   WATCH_PORT=1 ...  attach with a port filter that matches nothing: the cost of the hooks alone
+#   PERF=1 ...        perf record -a (cpu-clock) during monitored runs; prints the BPF programs'
+#                     and their helpers' share of all samples
 #
 # nginx (Debian nginx-light, 1 worker) serves a 612-byte index.html on 127.0.0.1; each round
 # runs `wrk -t2 -c32 -d10s` once without and once with the capture attached (the
@@ -22,32 +24,7 @@ if [ -z "${NO_BUILD:-}" ]; then
   (cd "$ROOT" && cargo build --release -q -p httpscope-capture --example ebpf_watch)
 fi
 
-DIR=$(mktemp -d /tmp/hs-ebpf-bench.XXXXXX)
-PORT=${PORT:-18089}
-mkdir -p "$DIR/www" "$DIR/tmp"
-head -c 612 /dev/zero | tr '\0' n > "$DIR/www/index.html"
-cat > "$DIR/nginx.conf" <<EOF
-worker_processes 1;
-pid $DIR/nginx.pid;
-error_log $DIR/error.log;
-events { worker_connections 1024; }
-http {
-  log_format hs '\$request_method \$uri \$status \$body_bytes_sent';
-  access_log $DIR/access.log hs;
-  client_body_temp_path $DIR/tmp/body;
-  proxy_temp_path $DIR/tmp/proxy;
-  fastcgi_temp_path $DIR/tmp/fastcgi;
-  uwsgi_temp_path $DIR/tmp/uwsgi;
-  scgi_temp_path $DIR/tmp/scgi;
-  sendfile on;
-  keepalive_requests 1000000;
-  server { listen 127.0.0.1:$PORT; root $DIR/www; }
-}
-EOF
-/usr/sbin/nginx -p "$DIR" -c "$DIR/nginx.conf"
-trap 'kill -QUIT $(cat $DIR/nginx.pid) 2>/dev/null; sleep 0.5; rm -rf $DIR' EXIT
-sleep 0.5
-URL=http://127.0.0.1:$PORT/index.html
+. "$ROOT/bench/ebpf/nginx.sh"
 
 rate() { awk '/Requests\/sec/ {print $2}' "$1"; }
 # CPU seconds (user+sys) used so far by nginx's worker: contention from other work on the host
@@ -74,10 +51,14 @@ for r in $(seq 1 "$ROUNDS"); do
   while ! grep -q attached "$DIR/watch.err" 2>/dev/null; do sleep 0.1; done
   L0=$(lines)
   [ -n "${BPF_STATS:-}" ] && sysctl -qw kernel.bpf_stats_enabled=1
+  [ -n "${PERF:-}" ] && { perf record -q -a -e cpu-clock -F 4999 -o "$DIR/perf.data" -- sleep "$DUR" 2>/dev/null & PERFPID=$!; }
   C0=$(ncpu); runwrk "$DIR/mon.txt" "$DIR/mon.time"; C1=$(ncpu)
+  [ -n "${PERF:-}" ] && wait "$PERFPID"
   APPON=$(percpu "$DIR/mon.txt" "$DIR/mon.time" "$(echo "$C1 $C0" | awk '{print $1 - $2}')")
   if [ -n "${BPF_STATS:-}" ]; then
-    KNS=$(bpftool prog show | awk '/name hs_/ {p=1} p && /run_time_ns/ {for (i=1;i<NF;i++) if ($i=="run_time_ns") t+=$(i+1); p=0} END {print t+0}')
+    # name run_time_ns run_cnt, one line per hs_ program
+    bpftool prog show | awk '{for (i=1;i<NF;i++) {if ($i=="name") n=$(i+1); if ($i=="run_time_ns") t=$(i+1); if ($i=="run_cnt") c=$(i+1)}} n ~ /^hs_/ && c != "" {print n, t, c} {n=""; t=""; c=""}' > "$DIR/progs.txt"
+    KNS=$(awk '{t += $2} END {print t+0}' "$DIR/progs.txt")
     sysctl -qw kernel.bpf_stats_enabled=0
   fi
   sleep 1
@@ -94,5 +75,10 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "  ebpf_watch: $OUT"
   if [ -n "${BPF_STATS:-}" ]; then
     awk -v k="$KNS" -v n="$LOGGED" 'BEGIN { printf "  in-kernel: %.0f ns of BPF programs per request (both sides)\n", k / n }'
+    awk -v n="$LOGGED" '$3 > 0 { printf "    %-14s %8.2f runs/request %6.0f ns/run %6.0f ns/request\n", $1, $3 / n, $2 / $3, $2 / n }' "$DIR/progs.txt"
+  fi
+  if [ -n "${PERF:-}" ]; then
+    perf report -i "$DIR/perf.data" --no-children --sort sym --stdio 2>/dev/null |
+      awk '/%/ && /bpf_|ringbuf|probe_read|copy_from_user|sk_storage|ktime|__htab|htab_map/ {print "   ", $0}' | head -25
   fi
 done
