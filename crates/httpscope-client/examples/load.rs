@@ -8,12 +8,20 @@
 //! Each round runs every client once (the order rotates every round) for REQUESTS requests
 //! with CONCURRENCY tasks on one current-thread runtime; the server runs on another thread.
 //! Reported: median requests/s over the rounds (with min..max), p50 and p99 latency over all
-//! requests, and the ratios of each round (median, min..max).
+//! requests, and the ratios of each round (median, min..max), in throughput and in CPU time
+//! of the client thread per request (`CLOCK_THREAD_CPUTIME_ID`: the runtime, and so every
+//! client and its connection tasks, runs on the main thread; the server on another). CPU
+//! time counts only the time the thread ran, so it is steadier than wall time on a shared
+//! machine.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "../benches/support/mod.rs"]
 mod support;
+#[path = "../../../bench/support/thread_cpu.rs"]
+mod thread_cpu;
+
+use criterion::measurement::Measurement as _;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -99,6 +107,8 @@ fn main() {
     let k = subjects.len();
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); k];
     let mut lat: Vec<Vec<Duration>> = vec![Vec::new(); k];
+    // Client-thread CPU nanoseconds per request, per round.
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); k];
     rt.block_on(async {
         for s in subjects.iter() {
             run(s, &uri, &url, requests / 4, concurrency).await; // warm-up
@@ -108,9 +118,13 @@ fn main() {
                 let i = (j + round) % k;
                 if only.is_some_and(|o| o != i) {
                     rps[i].push(1.0);
+                    cpu[i].push(1.0);
                     continue;
                 }
+                let cpu0 = thread_cpu::ThreadCpu.start();
                 let (took, l) = run(&subjects[i], &uri, &url, requests, concurrency).await;
+                let cpu_ns = thread_cpu::ThreadCpu.end(cpu0);
+                cpu[i].push(cpu_ns as f64 / l.len() as f64);
                 rps[i].push(l.len() as f64 / took.as_secs_f64());
                 lat[i].extend(l);
             }
@@ -118,8 +132,8 @@ fn main() {
     });
     println!("loadavg at end {}", loadavg());
     println!();
-    println!("| client | req/s (median) | min..max | p50 | p99 |");
-    println!("|---|---|---|---|---|");
+    println!("| client | req/s (median) | min..max | p50 | p99 | client CPU µs/req (median) | min..max |");
+    println!("|---|---|---|---|---|---|---|");
     for (i, s) in subjects.iter().enumerate() {
         if lat[i].is_empty() {
             continue;
@@ -127,14 +141,19 @@ fn main() {
         let mut r = rps[i].clone();
         let med = median(&mut r);
         lat[i].sort();
+        let mut cp = cpu[i].clone();
+        let cmed = median(&mut cp);
         println!(
-            "| {} | {:.0} | {:.0}..{:.0} | {:.1} µs | {:.1} µs |",
+            "| {} | {:.0} | {:.0}..{:.0} | {:.1} µs | {:.1} µs | {:.2} | {:.2}..{:.2} |",
             s.name(),
             med,
             r[0],
             r[r.len() - 1],
             pct(&lat[i], 0.50).as_secs_f64() * 1e6,
             pct(&lat[i], 0.99).as_secs_f64() * 1e6,
+            cmed / 1e3,
+            cp[0] / 1e3,
+            cp[cp.len() - 1] / 1e3,
         );
     }
     let ratio = |a: usize, b: usize| {
@@ -150,6 +169,26 @@ fn main() {
     println!("all hooks / Noop, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
     let (m, lo, hi) = ratio(noop, 1);
     println!("Noop / reqwest, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    // CPU per request, as a throughput ratio (b's CPU / a's CPU: above 1 means a is cheaper).
+    let cpu_ratio = |a: usize, b: usize| {
+        let mut v: Vec<f64> = (0..rounds).map(|r| cpu[b][r] / cpu[a][r]).collect();
+        let m = median(&mut v);
+        (m, v[0], v[v.len() - 1])
+    };
+    let (m, lo, hi) = cpu_ratio(noop, hu);
+    println!(
+        "CPU per request, hyper-util / Noop (>1: Noop cheaper), per round: median {m:.3} (min {lo:.3}, max {hi:.3})"
+    );
+    let (m, lo, hi) = cpu_ratio(hooks, noop);
+    println!(
+        "CPU per request, Noop / all hooks (the all-hooks share of Noop's rate on one core), per round: median {m:.3} (min {lo:.3}, max {hi:.3})"
+    );
+    if breakdown {
+        let (m, lo, hi) = cpu_ratio(4, noop);
+        println!("CPU, Noop / counting observer only, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+        let (m, lo, hi) = cpu_ratio(5, noop);
+        println!("CPU, Noop / metrics only, per round: median {m:.3} (min {lo:.3}, max {hi:.3})");
+    }
     if breakdown {
         let (m, lo, hi) = ratio(4, noop);
         println!(

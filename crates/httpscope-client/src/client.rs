@@ -325,6 +325,9 @@ struct ReqCtx {
     reused: bool,
     /// `Expect: 100-continue` with a body: the body waits behind a [`Gate`].
     expect_continue: bool,
+    /// The first `get_conn` has not happened yet: it shares `request_start`'s clock read
+    /// (nothing but building the request head happens between them).
+    first_checkout: bool,
 }
 
 impl ReqCtx {
@@ -709,6 +712,7 @@ impl<O: Observer> Client<O> {
                 peer: None,
                 reused: false,
                 expect_continue,
+                first_checkout: true,
             }),
         };
         let req = Request::from_parts(parts, ReqBody::new(body.clone()));
@@ -908,7 +912,11 @@ impl<O: Observer> Client<O> {
         let inner = &*self.inner;
         let hooks = &inner.hooks;
         let origin = &ctx.origin.clone();
-        let asked = hooks.now();
+        let asked = if std::mem::take(&mut ctx.first_checkout) {
+            ctx.timeline.start
+        } else {
+            hooks.now()
+        };
         if let Some(at) = asked {
             hooks.observer.get_conn(&ev!(GetConn {
                 at,

@@ -244,6 +244,8 @@ const HEAD: u8 = 2;
 const HANDED: u8 = 4;
 const BODY: u8 = 8;
 const FIRST_BYTE: u8 = 16;
+/// A write after the head's: the body's moment needs a clock read of its own.
+const WROTE_AGAIN: u8 = 32;
 
 /// What one observed connection knows about the request it carries, shared between the
 /// request's task (which arms and disarms it) and the connection task (whose socket calls
@@ -261,6 +263,8 @@ struct TapState {
     body_bytes: u64,
     gate: Option<Arc<Gate>>,
     moments: Moments,
+    /// The body had been handed to hyper when the head's write returned.
+    head_carried_body: bool,
 }
 
 impl Default for TapState {
@@ -274,6 +278,7 @@ impl Default for TapState {
             body_bytes: 0,
             gate: None,
             moments: Moments::default(),
+            head_carried_body: false,
         }
     }
 }
@@ -316,7 +321,7 @@ impl Tap {
 
     /// Runs `f` under the lock if the tap is armed and `bit` not yet set, then sets `bit`.
     #[inline]
-    fn once(&self, bit: u8, need: u8, f: impl FnOnce(&mut TapState, Instant)) {
+    fn once(&self, bit: u8, need: u8, f: impl FnOnce(&mut TapState, u8)) {
         let flags = self.flags.load(Ordering::Acquire);
         if flags & (ARMED | need | bit) != ARMED | need {
             return;
@@ -325,14 +330,14 @@ impl Tap {
     }
 
     #[cold]
-    fn once_slow(&self, bit: u8, need: u8, f: impl FnOnce(&mut TapState, Instant)) {
+    fn once_slow(&self, bit: u8, need: u8, f: impl FnOnce(&mut TapState, u8)) {
         let mut st = self.lock();
         let flags = self.flags.load(Ordering::Acquire);
         if flags & (ARMED | need | bit) != ARMED | need {
             return;
         }
         self.flags.fetch_or(bit, Ordering::AcqRel);
-        f(&mut st, Instant::now());
+        f(&mut st, flags);
     }
 }
 
@@ -350,8 +355,15 @@ impl<O: Observer> Tapped<O> {
     #[inline]
     fn wrote(&self) {
         let hooks = &self.hooks;
-        self.tap.once(HEAD, 0, |st, at| {
+        let flags = self.tap.flags.load(Ordering::Relaxed);
+        if flags & (ARMED | HEAD | BODY | WROTE_AGAIN) == ARMED | HEAD {
+            self.tap.flags.fetch_or(WROTE_AGAIN, Ordering::AcqRel);
+            return;
+        }
+        self.tap.once(HEAD, 0, |st, flags| {
+            let at = Instant::now();
             st.moments.headers_written = Some(at);
+            st.head_carried_body = flags & HANDED != 0;
             let ids = st.ids;
             let Some(hooks) = hooks.upgrade() else { return };
             hooks
@@ -366,7 +378,13 @@ impl<O: Observer> Tapped<O> {
     #[inline]
     fn flushed(&self) {
         let hooks = &self.hooks;
-        self.tap.once(BODY, HEAD | HANDED, |st, at| {
+        self.tap.once(BODY, HEAD | HANDED, |st, flags| {
+            // hyper flushes only once its buffer is written out: if the head's write was the
+            // only one and the body was already in the buffer, that write carried it all.
+            let at = match st.moments.headers_written {
+                Some(head) if st.head_carried_body && flags & WROTE_AGAIN == 0 => head,
+                _ => Instant::now(),
+            };
             st.moments.body_written = Some(at);
             let Some(hooks) = hooks.upgrade() else { return };
             hooks.observer.body_written(&ev!(BodyWritten {
@@ -380,7 +398,8 @@ impl<O: Observer> Tapped<O> {
     #[inline]
     fn read(&self) {
         let hooks = &self.hooks;
-        self.tap.once(FIRST_BYTE, 0, |st, at| {
+        self.tap.once(FIRST_BYTE, 0, |st, _| {
+            let at = Instant::now();
             st.moments.first_byte = Some(at);
             let Some(hooks) = hooks.upgrade() else { return };
             hooks
@@ -548,6 +567,20 @@ mod tests {
         assert!(m.first_byte >= m.body_written);
         io.wrote();
         assert_eq!(*hooks.observer.0.lock().unwrap(), ["head", "body(3)"]);
+        // A bodiless request whose head went out in one write: the body's moment is the
+        // head's (no second clock read); with another write in between, it is its own.
+        tap.arm(ids(), 0, None);
+        io.wrote();
+        io.flushed();
+        let m = tap.disarm();
+        assert_eq!(m.body_written, m.headers_written);
+        tap.arm(ids(), 0, None);
+        io.wrote();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        io.wrote();
+        io.flushed();
+        let m = tap.disarm();
+        assert!(m.body_written > m.headers_written);
     }
 
     #[test]

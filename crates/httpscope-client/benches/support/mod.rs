@@ -45,6 +45,7 @@ count_all! {
     request_start(RequestStart); request_end(RequestEnd); request_failed(RequestFailed);
     request_retry(RequestRetry); headers_written(HeadersWritten); body_written(BodyWritten);
     informational(Informational); first_response_byte(FirstResponseByte);
+    continue_wait_start(ContinueWaitStart); continue_wait_end(ContinueWaitEnd);
     response_headers(ResponseHeaders); response_body_end(ResponseBodyEnd); get_conn(GetConn);
     queue_enter(QueueEnter); queue_exit(QueueExit); got_conn(GotConn); dns_start(DnsStart);
     dns_done(DnsDone); connect_start(ConnectStart); connect_done(ConnectDone);

@@ -14,7 +14,8 @@
 //! The recorder is a small trait so that any metrics library can sit behind it; the
 //! `prometheus` feature provides [`PrometheusRecorder`] (prometheus-client). Attributes are
 //! passed as borrowed values, so a recorder that keys its series by them need not allocate
-//! once a series exists.
+//! once a series exists. The Prometheus recorder keeps its series in lock-free cells (see its
+//! module).
 
 use http::Method;
 
@@ -70,6 +71,13 @@ pub trait Recorder: Send + Sync + 'static {
     fn active_requests(&self, origin: &Origin, method: &Method, delta: i64);
     /// `http.client.open_connections` of `state` changes by `delta`.
     fn open_connections(&self, origin: &Origin, state: ConnectionState, delta: i64);
+    /// One connection moves from `from` to `to` (idle list ↔ request). The default is two
+    /// [`open_connections`](Self::open_connections) updates; a recorder that keeps both
+    /// states in one cell can do it in one.
+    fn connection_state(&self, origin: &Origin, from: ConnectionState, to: ConnectionState) {
+        self.open_connections(origin, from, -1);
+        self.open_connections(origin, to, 1);
+    }
     /// `http.client.connection.duration`, in seconds.
     fn connection_duration(&self, origin: &Origin, seconds: f64);
     /// `http.client.request.time_in_queue`, in seconds.
@@ -141,18 +149,14 @@ impl<R: Recorder> Observer for Metrics<R> {
 
     fn idle_in(&self, e: &IdleIn<'_>) {
         self.recorder
-            .open_connections(e.origin, ConnectionState::Active, -1);
-        self.recorder
-            .open_connections(e.origin, ConnectionState::Idle, 1);
+            .connection_state(e.origin, ConnectionState::Active, ConnectionState::Idle);
     }
 
     fn idle_out(&self, e: &IdleOut<'_>) {
         // Leaving the idle list, a connection is active: carrying a request, or closing (its
         // `connection_closed` follows and takes it off the active count).
         self.recorder
-            .open_connections(e.origin, ConnectionState::Idle, -1);
-        self.recorder
-            .open_connections(e.origin, ConnectionState::Active, 1);
+            .connection_state(e.origin, ConnectionState::Idle, ConnectionState::Active);
     }
 
     fn connection_closed(&self, e: &ConnectionClosed<'_>) {

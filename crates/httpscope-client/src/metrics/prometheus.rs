@@ -2,16 +2,26 @@
 //! way (dots to underscores, unit suffix): `http_client_request_duration_seconds`,
 //! `http_client_active_requests`, `http_client_open_connections`,
 //! `http_client_connection_duration_seconds`, `http_client_request_time_in_queue_seconds`.
+//!
+//! Why not prometheus-client's own `Family`, `Gauge` and `Histogram`: every update of those
+//! takes a lock (the family's map, the histogram's `RwLock`), and this recorder sits on the
+//! request path of every observed request. Here each server (`Origin`) has a block of plain
+//! atomic cells, found through a one-entry per-thread cache (a client talking to one host
+//! finds it without any lock), and a [`Collector`] registered in the [`Registry`] reads the
+//! cells at scrape time. Active and idle connections share one atomic word, so a connection
+//! moving between the idle list and a request is one atomic add, not two gauge updates.
+//! Cells are updated with relaxed atomics: a scrape may see a histogram's count and buckets
+//! one observation apart.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::sync::atomic::AtomicI64;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 
 use http::Method;
-use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{ConnectionState, Recorder, RequestAttrs};
@@ -22,32 +32,307 @@ const DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
 
-/// Labels keyed by owned values that clone without allocating (`Origin` and standard
-/// `Method`s are reference-counted or inline), so a lookup of an existing series allocates
-/// nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct RequestLabels {
-    origin: Origin,
+/// A histogram of lock-free cells: one counter per bucket (the last is `+Inf`), and the sum in
+/// nanoseconds (an integer add, where an `f64` sum would need a compare-and-swap loop).
+#[derive(Debug, Default)]
+struct Hist {
+    buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Hist {
+    #[inline]
+    fn observe(&self, seconds: f64) {
+        let seconds = seconds.max(0.0);
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|b| seconds <= *b)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns
+            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> (f64, u64, [(f64, u64); DURATION_BUCKETS.len() + 1]) {
+        let mut b = [(f64::INFINITY, 0); DURATION_BUCKETS.len() + 1];
+        for (i, slot) in b.iter_mut().enumerate() {
+            *slot = (
+                DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
+                self.buckets[i].load(Ordering::Relaxed),
+            );
+        }
+        (
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+            self.count.load(Ordering::Relaxed),
+            b,
+        )
+    }
+
+    fn encode(&self, enc: &mut prometheus_client::encoding::MetricEncoder<'_>) -> std::fmt::Result {
+        let (sum, count, buckets) = self.snapshot();
+        enc.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
+    }
+}
+
+/// The standard methods get a fixed active-requests cell each; others share a small list.
+const METHODS: [Method; 9] = [
+    Method::GET,
+    Method::POST,
+    Method::PUT,
+    Method::DELETE,
+    Method::HEAD,
+    Method::OPTIONS,
+    Method::CONNECT,
+    Method::PATCH,
+    Method::TRACE,
+];
+
+fn method_index(m: &Method) -> Option<usize> {
+    METHODS.iter().position(|s| s == m)
+}
+
+/// One request-duration series of an origin.
+#[derive(Debug)]
+struct DurationCell {
     method: Method,
     status: u16,
     error: &'static str,
+    hist: Hist,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ServerLabels {
-    origin: Origin,
+impl DurationCell {
+    fn is(&self, a: &RequestAttrs<'_>) -> bool {
+        self.status == a.status.unwrap_or(0)
+            && self.error == a.error.unwrap_or("")
+            && self.method == *a.method
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ActiveLabels {
-    origin: Origin,
-    method: Method,
+/// Active and idle connections as one word: active in the high half, idle in the low half
+/// (each a wrapping 32-bit count).
+const ACTIVE: u64 = 1 << 32;
+const IDLE: u64 = 1;
+
+fn packed(state: ConnectionState) -> u64 {
+    match state {
+        ConnectionState::Active => ACTIVE,
+        ConnectionState::Idle => IDLE,
+    }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ConnLabels {
+/// Every cell of one origin.
+#[derive(Debug)]
+struct OriginCells {
     origin: Origin,
-    state: ConnectionState,
+    open: AtomicU64,
+    active: [AtomicI64; METHODS.len()],
+    other_active: RwLock<Vec<(Method, AtomicI64)>>,
+    durations: RwLock<Vec<Arc<DurationCell>>>,
+    conn_duration: Hist,
+    queue: Hist,
+}
+
+impl OriginCells {
+    fn new(origin: Origin) -> Self {
+        OriginCells {
+            origin,
+            open: AtomicU64::new(0),
+            active: Default::default(),
+            other_active: RwLock::default(),
+            durations: RwLock::default(),
+            conn_duration: Hist::default(),
+            queue: Hist::default(),
+        }
+    }
+
+    fn open(&self, state: ConnectionState) -> i64 {
+        let v = self.open.load(Ordering::Relaxed);
+        i64::from(match state {
+            ConnectionState::Active => (v >> 32) as u32 as i32,
+            ConnectionState::Idle => v as u32 as i32,
+        })
+    }
+
+    fn duration(&self, a: &RequestAttrs<'_>) -> Arc<DurationCell> {
+        {
+            let list = self.durations.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = list.iter().find(|c| c.is(a)) {
+                return c.clone();
+            }
+        }
+        let mut list = self.durations.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = list.iter().find(|c| c.is(a)) {
+            return c.clone();
+        }
+        let cell = Arc::new(DurationCell {
+            method: a.method.clone(),
+            status: a.status.unwrap_or(0),
+            error: a.error.unwrap_or(""),
+            hist: Hist::default(),
+        });
+        list.push(cell.clone());
+        cell
+    }
+}
+
+/// What the recorder and its collector share.
+#[derive(Debug)]
+struct Shared {
+    /// Tells recorders apart in the per-thread cache.
+    id: u64,
+    origins: RwLock<Vec<Arc<OriginCells>>>,
+}
+
+/// The last origin (and its last duration series) a thread recorded for, per recorder.
+struct LastUsed {
+    recorder: u64,
+    cells: Arc<OriginCells>,
+    duration: Option<Arc<DurationCell>>,
+}
+
+thread_local! {
+    static LAST: RefCell<Option<LastUsed>> = const { RefCell::new(None) };
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl Shared {
+    fn find(&self, origin: &Origin) -> Arc<OriginCells> {
+        {
+            let list = self.origins.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = list.iter().find(|c| c.origin == *origin) {
+                return c.clone();
+            }
+        }
+        let mut list = self.origins.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = list.iter().find(|c| c.origin == *origin) {
+            return c.clone();
+        }
+        let cells = Arc::new(OriginCells::new(origin.clone()));
+        list.push(cells.clone());
+        cells
+    }
+
+    /// Runs `f` on the cells of `origin` (and the thread's cached duration series), through
+    /// the per-thread cache.
+    #[inline]
+    fn with<R>(
+        &self,
+        origin: &Origin,
+        f: impl FnOnce(&OriginCells, &mut Option<Arc<DurationCell>>) -> R,
+    ) -> R {
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            let hit = last
+                .as_ref()
+                .is_some_and(|l| l.recorder == self.id && l.cells.origin == *origin);
+            if !hit {
+                *last = Some(LastUsed {
+                    recorder: self.id,
+                    cells: self.find(origin),
+                    duration: None,
+                });
+            }
+            match &mut *last {
+                Some(l) => f(&l.cells, &mut l.duration),
+                None => unreachable!("set above"),
+            }
+        })
+    }
+}
+
+/// The five instruments, registered in a prometheus-client [`Registry`].
+#[derive(Debug)]
+pub struct PrometheusRecorder {
+    shared: Arc<Shared>,
+}
+
+impl PrometheusRecorder {
+    /// Registers the instruments in `registry` (as one collector).
+    pub fn new(registry: &mut Registry) -> Self {
+        let shared = Arc::new(Shared {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            origins: RwLock::default(),
+        });
+        registry.register_collector(Box::new(Scrape(shared.clone())));
+        PrometheusRecorder { shared }
+    }
+}
+
+impl Recorder for PrometheusRecorder {
+    fn request_duration(&self, attrs: &RequestAttrs<'_>, seconds: f64) {
+        self.shared.with(attrs.origin, |cells, last| {
+            if !last.as_ref().is_some_and(|d| d.is(attrs)) {
+                *last = Some(cells.duration(attrs));
+            }
+            if let Some(d) = last {
+                d.hist.observe(seconds);
+            }
+        })
+    }
+
+    fn active_requests(&self, origin: &Origin, method: &Method, delta: i64) {
+        self.shared
+            .with(origin, |cells, _| match method_index(method) {
+                Some(i) => {
+                    cells.active[i].fetch_add(delta, Ordering::Relaxed);
+                }
+                None => {
+                    {
+                        let list = cells.other_active.read().unwrap_or_else(|e| e.into_inner());
+                        if let Some((_, g)) = list.iter().find(|(m, _)| m == method) {
+                            g.fetch_add(delta, Ordering::Relaxed);
+                            return;
+                        }
+                    }
+                    let mut list = cells
+                        .other_active
+                        .write()
+                        .unwrap_or_else(|e| e.into_inner());
+                    match list.iter().find(|(m, _)| m == method) {
+                        Some((_, g)) => {
+                            g.fetch_add(delta, Ordering::Relaxed);
+                        }
+                        None => list.push((method.clone(), AtomicI64::new(delta))),
+                    }
+                }
+            })
+    }
+
+    fn open_connections(&self, origin: &Origin, state: ConnectionState, delta: i64) {
+        let unit = packed(state);
+        self.shared.with(origin, |cells, _| {
+            if delta >= 0 {
+                cells
+                    .open
+                    .fetch_add(unit.wrapping_mul(delta as u64), Ordering::Relaxed);
+            } else {
+                cells
+                    .open
+                    .fetch_sub(unit.wrapping_mul(delta.unsigned_abs()), Ordering::Relaxed);
+            }
+        })
+    }
+
+    fn connection_state(&self, origin: &Origin, from: ConnectionState, to: ConnectionState) {
+        // One add moves the connection from one half of the word to the other.
+        let delta = packed(to).wrapping_sub(packed(from));
+        self.shared.with(origin, |cells, _| {
+            cells.open.fetch_add(delta, Ordering::Relaxed);
+        })
+    }
+
+    fn connection_duration(&self, origin: &Origin, seconds: f64) {
+        self.shared
+            .with(origin, |cells, _| cells.conn_duration.observe(seconds))
+    }
+
+    fn time_in_queue(&self, origin: &Origin, seconds: f64) {
+        self.shared
+            .with(origin, |cells, _| cells.queue.observe(seconds))
+    }
 }
 
 fn label(enc: &mut LabelSetEncoder<'_>, key: &str, value: &str) -> std::fmt::Result {
@@ -61,228 +346,214 @@ fn label(enc: &mut LabelSetEncoder<'_>, key: &str, value: &str) -> std::fmt::Res
 
 fn server(enc: &mut LabelSetEncoder<'_>, o: &Origin) -> std::fmt::Result {
     label(enc, "server_address", o.host())?;
-    label(enc, "server_port", itoa(o.port()).as_str())?;
+    label(enc, "server_port", o.port().to_string().as_str())?;
     label(enc, "url_scheme", o.scheme())
 }
 
-/// A number as a label value (only at scrape time).
-fn itoa(n: u16) -> String {
-    n.to_string()
+/// Label sets, borrowed from the cells at scrape time.
+struct Server<'a>(&'a Origin);
+struct Request<'a>(&'a Origin, &'a DurationCell);
+struct Active<'a>(&'a Origin, &'a Method);
+struct Conn<'a>(&'a Origin, ConnectionState);
+
+impl EncodeLabelSet for Server<'_> {
+    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> std::fmt::Result {
+        server(enc, self.0)
+    }
 }
 
-impl EncodeLabelSet for RequestLabels {
+impl EncodeLabelSet for Request<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> std::fmt::Result {
-        label(enc, "http_request_method", self.method.as_str())?;
-        server(enc, &self.origin)?;
-        if self.status != 0 {
-            label(enc, "http_response_status_code", itoa(self.status).as_str())?;
+        label(enc, "http_request_method", self.1.method.as_str())?;
+        server(enc, self.0)?;
+        if self.1.status != 0 {
+            label(
+                enc,
+                "http_response_status_code",
+                self.1.status.to_string().as_str(),
+            )?;
         }
-        if !self.error.is_empty() {
-            label(enc, "error_type", self.error)?;
+        if !self.1.error.is_empty() {
+            label(enc, "error_type", self.1.error)?;
         }
         Ok(())
     }
 }
 
-impl EncodeLabelSet for ServerLabels {
+impl EncodeLabelSet for Active<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> std::fmt::Result {
-        server(enc, &self.origin)
+        label(enc, "http_request_method", self.1.as_str())?;
+        server(enc, self.0)
     }
 }
 
-impl EncodeLabelSet for ActiveLabels {
+impl EncodeLabelSet for Conn<'_> {
     fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> std::fmt::Result {
-        label(enc, "http_request_method", self.method.as_str())?;
-        server(enc, &self.origin)
+        label(enc, "http_connection_state", self.1.as_str())?;
+        server(enc, self.0)
     }
 }
 
-impl EncodeLabelSet for ConnLabels {
-    fn encode(&self, enc: &mut LabelSetEncoder<'_>) -> std::fmt::Result {
-        label(enc, "http_connection_state", self.state.as_str())?;
-        server(enc, &self.origin)
-    }
-}
-
-type HistFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn histogram() -> Histogram {
-    Histogram::new(DURATION_BUCKETS)
-}
-
-/// `(&Origin, &Method)` looking up an `(Origin, Method)` key without cloning it (hashes the
-/// same: fields in the same order).
-#[derive(Hash)]
-struct ActiveRef<'a>(&'a Origin, &'a Method);
-
-impl hashbrown::Equivalent<(Origin, Method)> for ActiveRef<'_> {
-    fn equivalent(&self, k: &(Origin, Method)) -> bool {
-        *self.0 == k.0 && *self.1 == k.1
-    }
-}
-
-/// A borrowed [`RequestLabels`] (same fields, same order, same hash).
-#[derive(Hash)]
-struct RequestRef<'a> {
-    origin: &'a Origin,
-    method: &'a Method,
-    status: u16,
-    error: &'static str,
-}
-
-impl hashbrown::Equivalent<RequestLabels> for RequestRef<'_> {
-    fn equivalent(&self, k: &RequestLabels) -> bool {
-        *self.origin == k.origin
-            && *self.method == k.method
-            && self.status == k.status
-            && self.error == k.error
-    }
-}
-
-type IntGauge = Gauge<i64, AtomicI64>;
-
-/// Handles of the series already created, found by borrowed keys: a hit costs one
-/// uncontended lock and one word-sized hash, where a `Family` lookup would clone the labels
-/// and SipHash them under its own lock. The handles share their values with the families.
-#[derive(Debug, Default)]
-struct Handles {
-    open: hashbrown::HashMap<Origin, [IntGauge; 2]>,
-    active: hashbrown::HashMap<(Origin, Method), IntGauge>,
-    duration: hashbrown::HashMap<RequestLabels, Histogram>,
-}
-
-/// The five instruments, registered in a prometheus-client [`Registry`].
+/// Reads the cells at scrape time.
 #[derive(Debug)]
-pub struct PrometheusRecorder {
-    duration: HistFamily<RequestLabels>,
-    active: Family<ActiveLabels, IntGauge>,
-    open: Family<ConnLabels, IntGauge>,
-    conn_duration: HistFamily<ServerLabels>,
-    queue: HistFamily<ServerLabels>,
-    handles: Mutex<Handles>,
-}
+struct Scrape(Arc<Shared>);
 
-impl PrometheusRecorder {
-    /// Registers the instruments in `registry`.
-    pub fn new(registry: &mut Registry) -> Self {
-        let r = PrometheusRecorder {
-            duration: Family::new_with_constructor(histogram),
-            active: Family::default(),
-            open: Family::default(),
-            conn_duration: Family::new_with_constructor(histogram),
-            queue: Family::new_with_constructor(histogram),
-            handles: Mutex::default(),
-        };
-        registry.register_with_unit(
-            "http_client_request_duration",
-            "Duration of HTTP client requests (http.client.request.duration)",
-            Unit::Seconds,
-            r.duration.clone(),
-        );
-        registry.register(
-            "http_client_active_requests",
-            "Number of active HTTP requests (http.client.active_requests)",
-            r.active.clone(),
-        );
-        registry.register(
-            "http_client_open_connections",
-            "Number of outbound HTTP connections that are active or idle (http.client.open_connections)",
-            r.open.clone(),
-        );
-        registry.register_with_unit(
-            "http_client_connection_duration",
-            "Duration of the successfully established outbound HTTP connections (http.client.connection.duration)",
-            Unit::Seconds,
-            r.conn_duration.clone(),
-        );
-        registry.register_with_unit(
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let origins: Vec<Arc<OriginCells>> = self
+            .0
+            .origins
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let seconds = Unit::Seconds;
+        {
+            let mut m = encoder.encode_descriptor(
+                "http_client_request_duration",
+                "Duration of HTTP client requests (http.client.request.duration)",
+                Some(&seconds),
+                MetricType::Histogram,
+            )?;
+            for o in &origins {
+                let list = o
+                    .durations
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                for d in &list {
+                    d.hist
+                        .encode(&mut m.encode_family(&Request(&o.origin, d))?)?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "http_client_active_requests",
+                "Number of active HTTP requests (http.client.active_requests)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for o in &origins {
+                for (i, method) in METHODS.iter().enumerate() {
+                    let v = o.active[i].load(Ordering::Relaxed);
+                    m.encode_family(&Active(&o.origin, method))?
+                        .encode_gauge(&v)?;
+                }
+                let other = o.other_active.read().unwrap_or_else(|e| e.into_inner());
+                for (method, g) in other.iter() {
+                    m.encode_family(&Active(&o.origin, method))?
+                        .encode_gauge(&g.load(Ordering::Relaxed))?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "http_client_open_connections",
+                "Number of outbound HTTP connections that are active or idle (http.client.open_connections)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for o in &origins {
+                for state in [ConnectionState::Active, ConnectionState::Idle] {
+                    m.encode_family(&Conn(&o.origin, state))?
+                        .encode_gauge(&o.open(state))?;
+                }
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "http_client_connection_duration",
+                "Duration of the successfully established outbound HTTP connections (http.client.connection.duration)",
+                Some(&seconds),
+                MetricType::Histogram,
+            )?;
+            for o in &origins {
+                o.conn_duration
+                    .encode(&mut m.encode_family(&Server(&o.origin))?)?;
+            }
+        }
+        let mut m = encoder.encode_descriptor(
             "http_client_request_time_in_queue",
             "Time requests spent in a queue waiting for a connection (http.client.request.time_in_queue)",
-            Unit::Seconds,
-            r.queue.clone(),
-        );
-        r
+            Some(&seconds),
+            MetricType::Histogram,
+        )?;
+        for o in &origins {
+            o.queue.encode(&mut m.encode_family(&Server(&o.origin))?)?;
+        }
+        Ok(())
     }
 }
 
-impl PrometheusRecorder {
-    fn handles(&self) -> std::sync::MutexGuard<'_, Handles> {
-        self.handles.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Recorder for PrometheusRecorder {
-    fn request_duration(&self, attrs: &RequestAttrs<'_>, seconds: f64) {
-        let key = RequestRef {
-            origin: attrs.origin,
-            method: attrs.method,
-            status: attrs.status.unwrap_or(0),
-            error: attrs.error.unwrap_or(""),
-        };
-        let mut h = self.handles();
-        if let Some(hist) = h.duration.get(&key) {
-            hist.observe(seconds);
-            return;
+    fn origin(a: &str) -> Origin {
+        Origin::new(false, a.parse().unwrap())
+    }
+
+    fn scrape(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    #[test]
+    fn cells_per_origin_through_the_thread_cache() {
+        let mut registry = Registry::default();
+        let r = PrometheusRecorder::new(&mut registry);
+        let mut other_registry = Registry::default();
+        let other = PrometheusRecorder::new(&mut other_registry);
+        let (a, b) = (origin("a:1"), origin("b:2"));
+        r.open_connections(&a, ConnectionState::Active, 1);
+        other.open_connections(&a, ConnectionState::Active, 5);
+        r.connection_state(&a, ConnectionState::Active, ConnectionState::Idle);
+        r.open_connections(&b, ConnectionState::Active, 1);
+        r.connection_state(&a, ConnectionState::Idle, ConnectionState::Active);
+        r.connection_state(&a, ConnectionState::Active, ConnectionState::Idle);
+        r.active_requests(&a, &Method::GET, 1);
+        r.active_requests(&a, &Method::from_bytes(b"PURGE").unwrap(), 1);
+        for (s, e) in [
+            (Some(200), None),
+            (Some(200), None),
+            (None, Some("connect")),
+        ] {
+            let attrs = RequestAttrs {
+                origin: &a,
+                method: &Method::GET,
+                status: s,
+                error: e,
+            };
+            r.request_duration(&attrs, 0.02);
         }
-        let labels = RequestLabels {
-            origin: attrs.origin.clone(),
-            method: attrs.method.clone(),
-            status: key.status,
-            error: key.error,
-        };
-        let hist = self.duration.get_or_create_owned(&labels);
-        hist.observe(seconds);
-        h.duration.insert(labels, hist);
-    }
-
-    fn active_requests(&self, origin: &Origin, method: &Method, delta: i64) {
-        let mut h = self.handles();
-        if let Some(g) = h.active.get(&ActiveRef(origin, method)) {
-            g.inc_by(delta);
-            return;
-        }
-        let labels = ActiveLabels {
-            origin: origin.clone(),
-            method: method.clone(),
-        };
-        let g = self.active.get_or_create_owned(&labels);
-        g.inc_by(delta);
-        h.active.insert((origin.clone(), method.clone()), g);
-    }
-
-    fn open_connections(&self, origin: &Origin, state: ConnectionState, delta: i64) {
-        let i = match state {
-            ConnectionState::Active => 0,
-            ConnectionState::Idle => 1,
-        };
-        let mut h = self.handles();
-        if let Some(g) = h.open.get(origin) {
-            g[i].inc_by(delta);
-            return;
-        }
-        let g = [ConnectionState::Active, ConnectionState::Idle].map(|state| {
-            self.open.get_or_create_owned(&ConnLabels {
-                origin: origin.clone(),
-                state,
-            })
-        });
-        g[i].inc_by(delta);
-        h.open.insert(origin.clone(), g);
-    }
-
-    fn connection_duration(&self, origin: &Origin, seconds: f64) {
-        self.conn_duration
-            .get_or_create(&ServerLabels {
-                origin: origin.clone(),
-            })
-            .observe(seconds);
-    }
-
-    fn time_in_queue(&self, origin: &Origin, seconds: f64) {
-        self.queue
-            .get_or_create(&ServerLabels {
-                origin: origin.clone(),
-            })
-            .observe(seconds);
+        r.time_in_queue(&b, 3.0);
+        let text = scrape(&registry);
+        let has = |l: &str| assert!(text.lines().any(|x| x == l), "no {l} in\n{text}");
+        let a_lbl = "server_address=\"a\",server_port=\"1\",url_scheme=\"http\"";
+        has(&format!(
+            "http_client_open_connections{{http_connection_state=\"idle\",{a_lbl}}} 1"
+        ));
+        has(&format!(
+            "http_client_open_connections{{http_connection_state=\"active\",{a_lbl}}} 0"
+        ));
+        has("http_client_open_connections{http_connection_state=\"active\",server_address=\"b\",server_port=\"2\",url_scheme=\"http\"} 1");
+        has(&format!(
+            "http_client_active_requests{{http_request_method=\"PURGE\",{a_lbl}}} 1"
+        ));
+        has(&format!(
+            "http_client_request_duration_seconds_count{{http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 2"
+        ));
+        has(&format!(
+            "http_client_request_duration_seconds_bucket{{le=\"0.025\",http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 2"
+        ));
+        has(&format!(
+            "http_client_request_duration_seconds_count{{http_request_method=\"GET\",{a_lbl},error_type=\"connect\"}} 1"
+        ));
+        has("http_client_request_time_in_queue_seconds_sum{server_address=\"b\",server_port=\"2\",url_scheme=\"http\"} 3.0");
+        // The other recorder's cells are its own.
+        assert!(scrape(&other_registry).contains(&format!(
+            "http_client_open_connections{{http_connection_state=\"active\",{a_lbl}}} 5"
+        )));
     }
 }
