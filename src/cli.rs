@@ -28,7 +28,8 @@ pub enum Command {
     /// per-endpoint statistics. The reader is chosen from each file's content.
     Analyze(AnalyzeArgs),
     /// Watch live traffic until Ctrl-C (or --duration): eBPF when available, else packet
-    /// capture on all interfaces. Full-screen table when stdout is a terminal.
+    /// capture on all interfaces, plus TLS plaintext from OpenSSL and GnuTLS when it can
+    /// (--no-tls turns it off). Full-screen table when stdout is a terminal.
     Watch(WatchArgs),
     /// Start an HTTP server and a bounded client load on 127.0.0.1 and watch them with the
     /// best available source; finishes by itself.
@@ -166,6 +167,10 @@ pub struct WatchArgs {
     /// Print plain tables even when stdout is a terminal.
     #[arg(long)]
     pub no_tui: bool,
+    /// Do not capture TLS plaintext (uprobes on OpenSSL and GnuTLS), which is otherwise on
+    /// next to the live source whenever it can run here (config file: `[source] tls = false`).
+    #[arg(long)]
+    pub no_tls: bool,
     #[command(flatten)]
     pub out: OutputArgs,
 }

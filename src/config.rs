@@ -37,6 +37,8 @@ pub struct FileConfig {
 struct SourceSection {
     kind: Option<SourceKind>,
     interface: Option<String>,
+    /// TLS plaintext through uprobes next to the live source (default true; `--no-tls`).
+    tls: Option<bool>,
 }
 
 /// Everything a run needs, after merging file and flags.
@@ -53,6 +55,8 @@ pub struct Settings {
     pub client_rollup: ClientRollup,
     pub source: SourceKind,
     pub interface: String,
+    /// `watch` also captures TLS plaintext when it can (`[source] tls`, `--no-tls`).
+    pub tls: bool,
     pub routes: RouteConfig,
     pub prometheus: Option<PrometheusConfig>,
     pub otlp: Option<OtlpConfig>,
@@ -139,6 +143,7 @@ fn merge(
         interface: interface
             .or(fsrc.interface)
             .unwrap_or_else(|| "any".to_owned()),
+        tls: fsrc.tls.unwrap_or(true),
         routes,
         prometheus,
         otlp,
@@ -161,6 +166,7 @@ client_rollup = "all"
 [source]
 kind = "packet"
 interface = "eth0"
+tls = false
 
 [routes]
 patterns = ["/users/{id}/orders"]
@@ -193,6 +199,7 @@ temporality = "delta"
         assert_eq!(s.client_rollup, ClientRollup::All);
         assert_eq!(s.source, SourceKind::Packet);
         assert_eq!(s.interface, "eth0");
+        assert!(!s.tls);
         assert_eq!(
             s.routes.patterns,
             vec!["/users/{id}/orders".to_owned(), "/a/{b}".to_owned()]
@@ -230,6 +237,7 @@ temporality = "delta"
         assert_eq!(s.max_keys, 100_000);
         assert_eq!(s.source, SourceKind::Auto);
         assert_eq!(s.interface, "any");
+        assert!(s.tls, "TLS capture is on unless turned off");
         assert!(s.prometheus.is_none() && s.otlp.is_none());
         let bad = OutputArgs {
             interval: Some(0.0),

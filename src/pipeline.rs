@@ -16,6 +16,64 @@ use httpscope_monitor::{KeeperConfig, Monitor, MonitorConfig};
 use crate::cli::Format;
 use crate::config::Settings;
 
+/// Starts the TLS source (uprobes on OpenSSL and GnuTLS) as one more source of `monitor`,
+/// when the settings ask for it and it can run here; says on stderr what it does and, when
+/// it cannot, why. Runs until `stop`; a failure while running is reported, not fatal.
+pub fn start_tls(
+    s: &Settings,
+    monitor: &mut Monitor,
+    stop: Arc<AtomicBool>,
+) -> Option<std::thread::JoinHandle<()>> {
+    if !s.tls {
+        eprintln!("httpscope: TLS capture off (--no-tls or [source] tls = false)");
+        return None;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use httpscope_capture::tls;
+        if let Err(why) = tls::probe() {
+            eprintln!(
+                "httpscope: TLS plaintext capture unavailable ({why}); https exchanges are not \
+                 shown (their encrypted bytes are counted as not HTTP)"
+            );
+            return None;
+        }
+        let (tx, rx) = httpscope_model::batch::channel(httpscope_model::Source::Tls, 256);
+        monitor.add_source(rx);
+        let cfg = tls::TlsConfig {
+            ports: s.ports.clone(),
+            http: http_config(s),
+            ..tls::TlsConfig::default()
+        };
+        eprintln!(
+            "httpscope: also capturing TLS plaintext (uprobes on every OpenSSL libssl and GnuTLS \
+             library file in use; --no-tls turns it off)"
+        );
+        Some(std::thread::spawn(move || {
+            match tls::capture(&cfg, &tx, &stop) {
+                Ok(r) => {
+                    let failed: Vec<String> = r
+                        .libraries
+                        .iter()
+                        .filter(|l| l.symbols.is_empty())
+                        .map(|l| format!("{} ({})", l.path.display(), l.errors.join("; ")))
+                        .collect();
+                    if !failed.is_empty() {
+                        eprintln!("httpscope: tls: could not hook {}", failed.join(", "));
+                    }
+                }
+                Err(e) => eprintln!("httpscope: tls: {e}"),
+            }
+        }))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (monitor, stop);
+        eprintln!("httpscope: TLS plaintext capture is Linux only");
+        None
+    }
+}
+
 /// The HTTP parser options the sources should use.
 pub fn http_config(s: &Settings) -> httpscope_http::Config {
     httpscope_http::Config {

@@ -124,7 +124,10 @@ pub fn run_source(
 }
 
 pub fn run(args: WatchArgs) -> Result<()> {
-    let s = config::settings(&args.out, args.source, args.interface.clone())?;
+    let mut s = config::settings(&args.out, args.source, args.interface.clone())?;
+    if args.no_tls {
+        s.tls = false;
+    }
     let live = choose(s.source, &s.interface);
     let source = match live {
         Live::Ebpf => Source::Ebpf,
@@ -134,7 +137,6 @@ pub fn run(args: WatchArgs) -> Result<()> {
         && !args.no_tui
         && !s.transactions
         && s.format == Format::Table;
-    let mut s = s;
     if tui {
         s.interval = Duration::from_secs(1);
     }
@@ -152,6 +154,7 @@ pub fn run(args: WatchArgs) -> Result<()> {
     }
     let (tx, rx) = channel(source, 256);
     monitor.add_source(rx);
+    let tls_thread = pipeline::start_tls(&s, &mut monitor, stop.clone());
     // The monitor stops when the source has returned (its channel closes), or 3 s after the
     // stop request if the source does not return.
     let monitor_stop = Arc::new(AtomicBool::new(false));
@@ -172,13 +175,20 @@ pub fn run(args: WatchArgs) -> Result<()> {
         monitor.add_exporter(Box::new(exporter));
         let ms = monitor_stop.clone();
         let runner = std::thread::spawn(move || monitor.run(&ms));
-        let title = format!("httpscope watch — source {}", source.as_str());
+        let title = format!(
+            "httpscope watch — source {}{}",
+            source.as_str(),
+            if tls_thread.is_some() { "+tls" } else { "" }
+        );
         let ui = httpscope_monitor::export::tui::run(feed, &stop, &title);
         stop.store(true, Ordering::Relaxed);
         let _ = runner.join();
         ui?;
     } else {
         monitor.run(&monitor_stop);
+    }
+    if let Some(t) = tls_thread {
+        let _ = t.join();
     }
     match source_thread.join() {
         Ok(Ok(())) => Ok(()),
