@@ -2,7 +2,8 @@
 //! would only add noise: `valgrind --tool=callgrind target/release/examples/parse_loop small 100000`.
 //!
 //! Workloads: `small` (wrk's GET and nginx's 20-byte answer, as in the `parse` bench) and
-//! `browser` (a 300-byte browser request and a 250-byte API response). Each run feeds that
+//! `browser` (a 300-byte browser request and a 250-byte API response), `cookie` (the browser
+//! exchange with a 4 KiB cookie: long header lines). Each run feeds that
 //! many exchanges through one connection and drops the transactions in batches of 1,000, as a
 //! source does after handing a batch to the monitor.
 
@@ -27,10 +28,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let which = args.next().unwrap_or_else(|| "small".into());
     let n: u64 = args.next().map_or(100_000, |s| s.parse().expect("a count"));
+    let cookie = [
+        &REQUEST[..REQUEST.len() - 2],
+        b"Cookie: ",
+        &[b'x'; 4096],
+        b"\r\n\r\n",
+    ]
+    .concat();
     let (req, resp) = match which.as_str() {
         "small" => (SMALL_REQUEST, SMALL_RESPONSE),
         "browser" => (REQUEST, RESPONSE),
-        other => panic!("unknown workload {other}: small or browser"),
+        "cookie" => (&cookie[..], RESPONSE),
+        other => panic!("unknown workload {other}: small, browser or cookie"),
     };
     let tuple = ConnTuple::new(
         "10.0.0.1:50000".parse().unwrap(),

@@ -245,7 +245,7 @@ pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>
 }
 
 /// The framing-relevant header fields of one head.
-#[derive(Default)]
+#[derive(Debug, Default, PartialEq)]
 struct Fields {
     content_length: Option<u64>,
     transfer_encoding: bool,
@@ -624,6 +624,85 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(text)
             );
+        }
+    }
+
+    /// The line-by-line scan with `memchr` that the block scanner replaced, kept as its
+    /// specification.
+    fn reference_scan(buf: &[u8], pos: usize) -> Result<Option<(Fields, usize)>, ParseError> {
+        let mut f = Fields::default();
+        let mut count = 0;
+        let mut start = pos;
+        for lf in memchr::memchr_iter(b'\n', &buf[pos..]) {
+            let end = pos + lf;
+            let text = strip_cr(&buf[start..end]);
+            start = end + 1;
+            if text.is_empty() {
+                if buf[..start].contains(&0) {
+                    return Err(ParseError::InvalidRequest);
+                }
+                return Ok(Some((f, start)));
+            }
+            count += 1;
+            if count > MAX_HEADERS {
+                return Err(ParseError::TooManyHeaders);
+            }
+            if matches!(text[0] | 0x20, b'c' | b't' | b'u') {
+                f.field(text)?;
+            }
+        }
+        Ok(None)
+    }
+
+    #[test]
+    fn block_scan_matches_memchr() {
+        let long_with_nul = [&b"X-Big: "[..], &[b'b'; 100], b"\0", &[b'b'; 70], b"\r\n"].concat();
+        let pieces: [&[u8]; 19] = [
+            &long_with_nul,
+            b"Content-Length: 5\r\n",
+            b"content-length:7\n",
+            b"Content-Length: x\r\n",
+            b"Transfer-Encoding: gzip, chunked\r\n",
+            b"Upgrade: h2c\r\n",
+            b"Host: example.com\r\n",
+            b"X-Long: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n",
+            b"\r\n",
+            b"\n",
+            b"\r",
+            b"\0",
+            b"c",
+            b"t:",
+            b"U",
+            b"Content-Length: 5",
+            b"\r\r\n",
+            b" folded\r\n",
+            b"Cookie: a=b\r\n",
+        ];
+        let mut seed = 0x2545_f491_u32;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed as usize
+        };
+        for case in 0..20_000 {
+            let mut buf = b"GET / HTTP/1.1\r\n".to_vec();
+            if case % 3 == 0 {
+                // Move the fields against the block boundaries.
+                buf.splice(4..4, std::iter::repeat_n(b'a', next() % 32));
+            }
+            let pos = buf.len();
+            for _ in 0..next() % 12 {
+                buf.extend_from_slice(pieces[next() % pieces.len()]);
+            }
+            if case % 2 == 0 {
+                buf.extend_from_slice(b"\r\n");
+            }
+            let mut lines = Lines::new(&buf);
+            assert_eq!(lines.next_lf(), Some(pos - 1));
+            let got = Fields::scan(&buf, &mut lines, pos, ParseError::InvalidRequest);
+            let want = reference_scan(&buf, pos);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&buf));
         }
     }
 
