@@ -455,9 +455,10 @@ struct Armed<'a, O: Observer> {
 }
 
 impl<O: Observer> Armed<'_, O> {
-    fn disarm(mut self) -> crate::connection::Moments {
+    fn disarm(mut self) -> (crate::connection::Moments, Option<Arc<Tap>>) {
         self.gate = None;
-        self.tap.take().map(|t| t.disarm()).unwrap_or_default()
+        let tap = self.tap.take();
+        (tap.as_ref().map(|t| t.disarm()).unwrap_or_default(), tap)
     }
 }
 
@@ -803,7 +804,13 @@ impl<O: Observer> Client<O> {
             let ids = ctx.ids();
             // One allocation, only for requests that wait for `100 Continue`.
             let gate = ctx.expect_continue.then(|| Arc::new(Gate::default()));
-            req.body_mut().attach(conn.tap.clone(), gate.clone());
+            // The body tells the tap when hyper took it (a bodiless request is armed as such).
+            let body_tap = if req.body().len() > 0 {
+                conn.tap.clone()
+            } else {
+                None
+            };
+            req.body_mut().attach(body_tap, gate.clone());
             if hooks.informational || gate.is_some() {
                 let hooks = inner.hooks.clone();
                 let gate = gate.clone();
@@ -820,9 +827,11 @@ impl<O: Observer> Client<O> {
                     }
                 });
             }
+            // The tap moves to the attempt (no reference count touched) and comes back when
+            // it is disarmed; a connection whose attempt is dropped is closed anyway.
             let armed = Armed {
                 hooks,
-                tap: conn.tap.clone(),
+                tap: conn.tap.take(),
                 gate: gate.clone(),
                 ids,
             };
@@ -846,7 +855,8 @@ impl<O: Observer> Client<O> {
                     }
                 }
             };
-            let moments = armed.disarm();
+            let (moments, tap) = armed.disarm();
+            lease.conn().tap = tap;
             ctx.timeline.headers_written = moments.headers_written;
             ctx.timeline.body_written = moments.body_written;
             ctx.timeline.first_byte = moments.first_byte;

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -239,48 +239,43 @@ impl AsyncWrite for Stream {
 }
 
 /// `Tap::flags` bits.
-const ARMED: u8 = 1;
-const HEAD: u8 = 2;
-const HANDED: u8 = 4;
-const BODY: u8 = 8;
-const FIRST_BYTE: u8 = 16;
+const ARMED: u32 = 1;
+const HEAD: u32 = 2;
+const HANDED: u32 = 4;
+const BODY: u32 = 8;
+const FIRST_BYTE: u32 = 16;
 /// A write after the head's: the body's moment needs a clock read of its own.
-const WROTE_AGAIN: u8 = 32;
+const WROTE_AGAIN: u32 = 32;
+/// The request waits behind a [`Gate`] (kept in `Tap::gate`).
+const EXPECT: u32 = 64;
+/// The connection task is emitting one of the moments: a disarm waits for it to finish.
+const BUSY: u32 = 128;
+/// The body had been handed to hyper when the head's write returned.
+const CARRIED: u32 = 256;
 
 /// What one observed connection knows about the request it carries, shared between the
 /// request's task (which arms and disarms it) and the connection task (whose socket calls
-/// report the moments). The socket path reads one atomic; the lock is taken only for the
-/// three moments of a request and to arm / disarm, so no event can follow a disarm.
-#[derive(Debug, Default)]
-pub(crate) struct Tap {
-    flags: AtomicU8,
-    state: Mutex<TapState>,
-}
-
+/// report the moments).
+///
+/// Lock-free, because it is on the path of every observed request: arming is plain stores
+/// then one release store of the flags; each moment is claimed by one compare-and-swap that
+/// also sets `BUSY` while its event is emitted; disarming swaps the flags to zero once no
+/// emission is in progress, so no event of a request can follow its disarm. Only the
+/// connection task sets `BUSY`, and only it changes the flags while `BUSY` is set.
 #[derive(Debug)]
-struct TapState {
-    ids: Ids,
-    body_bytes: u64,
-    gate: Option<Arc<Gate>>,
-    moments: Moments,
-    /// The body had been handed to hyper when the head's write returned.
-    head_carried_body: bool,
-}
-
-impl Default for TapState {
-    fn default() -> Self {
-        TapState {
-            ids: Ids {
-                request: crate::observer::RequestId(0),
-                connection: None,
-                attempt: 0,
-            },
-            body_bytes: 0,
-            gate: None,
-            moments: Moments::default(),
-            head_carried_body: false,
-        }
-    }
+pub(crate) struct Tap {
+    flags: AtomicU32,
+    /// Moments are stored as nanoseconds since `base`, plus one (zero: not seen).
+    base: Instant,
+    request: AtomicU64,
+    connection: AtomicU64,
+    attempt: AtomicU32,
+    body_bytes: AtomicU64,
+    head: AtomicU64,
+    body: AtomicU64,
+    first_byte: AtomicU64,
+    /// Touched only for requests that wait for `100 Continue`.
+    gate: Mutex<Option<Arc<Gate>>>,
 }
 
 /// The moments a tap saw for one request.
@@ -291,53 +286,144 @@ pub(crate) struct Moments {
     pub(crate) first_byte: Option<Instant>,
 }
 
+impl Default for Tap {
+    fn default() -> Self {
+        Tap::new(Instant::now())
+    }
+}
+
 impl Tap {
-    fn lock(&self) -> std::sync::MutexGuard<'_, TapState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn new(base: Instant) -> Self {
+        Tap {
+            flags: AtomicU32::new(0),
+            base,
+            request: AtomicU64::new(0),
+            connection: AtomicU64::new(0),
+            attempt: AtomicU32::new(0),
+            body_bytes: AtomicU64::new(0),
+            head: AtomicU64::new(0),
+            body: AtomicU64::new(0),
+            first_byte: AtomicU64::new(0),
+            gate: Mutex::new(None),
+        }
     }
 
-    /// Starts reporting for one request (whose body, if any, has not been handed yet).
+    fn gate(&self) -> std::sync::MutexGuard<'_, Option<Arc<Gate>>> {
+        self.gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn encode(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.base).as_nanos() as u64 + 1
+    }
+
+    fn decode(&self, v: &AtomicU64) -> Option<Instant> {
+        match v.load(Ordering::Relaxed) {
+            0 => None,
+            ns => Some(self.base + std::time::Duration::from_nanos(ns - 1)),
+        }
+    }
+
+    fn ids(&self) -> Ids {
+        Ids {
+            request: crate::observer::RequestId(self.request.load(Ordering::Relaxed)),
+            connection: match self.connection.load(Ordering::Relaxed) {
+                0 => None,
+                c => Some(ConnectionId(c)),
+            },
+            attempt: self.attempt.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts reporting for one request (whose body, if any, has not been handed yet). The
+    /// tap is disarmed (a connection carries one request at a time).
     pub(crate) fn arm(&self, ids: Ids, body_bytes: u64, gate: Option<Arc<Gate>>) {
-        let mut st = self.lock();
-        st.ids = ids;
-        st.body_bytes = body_bytes;
-        st.gate = gate;
-        st.moments = Moments::default();
-        let handed = if body_bytes == 0 { HANDED } else { 0 };
-        self.flags.store(ARMED | handed, Ordering::Release);
+        self.request.store(ids.request.0, Ordering::Relaxed);
+        self.connection
+            .store(ids.connection.map_or(0, |c| c.0), Ordering::Relaxed);
+        self.attempt.store(ids.attempt, Ordering::Relaxed);
+        self.body_bytes.store(body_bytes, Ordering::Relaxed);
+        for m in [&self.head, &self.body, &self.first_byte] {
+            m.store(0, Ordering::Relaxed);
+        }
+        let mut flags = ARMED;
+        if body_bytes == 0 {
+            flags |= HANDED;
+        }
+        if gate.is_some() {
+            *self.gate() = gate;
+            flags |= EXPECT;
+        }
+        self.flags.store(flags, Ordering::Release);
     }
 
-    /// Stops reporting; returns what was seen.
+    /// Stops reporting (waiting for an emission in progress); returns what was seen.
     pub(crate) fn disarm(&self) -> Moments {
-        let mut st = self.lock();
-        self.flags.store(0, Ordering::Release);
-        st.gate = None;
-        st.moments
+        let mut spins = 0u32;
+        let was = loop {
+            let f = self.flags.load(Ordering::Acquire);
+            if f & BUSY != 0 {
+                // Only on a multi-threaded runtime, while the connection task runs an
+                // observer method.
+                spins += 1;
+                if spins < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+                continue;
+            }
+            if self
+                .flags
+                .compare_exchange_weak(f, 0, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                break f;
+            }
+        };
+        if was & EXPECT != 0 {
+            *self.gate() = None;
+        }
+        Moments {
+            headers_written: self.decode(&self.head),
+            body_written: self.decode(&self.body),
+            first_byte: self.decode(&self.first_byte),
+        }
     }
 
     fn body_handed(&self) {
         self.flags.fetch_or(HANDED, Ordering::AcqRel);
     }
 
-    /// Runs `f` under the lock if the tap is armed and `bit` not yet set, then sets `bit`.
+    /// Runs `f` if the tap is armed, has the `need` bits and not yet `bit`, then sets `bit`
+    /// and the bits `f` returns.
     #[inline]
-    fn once(&self, bit: u8, need: u8, f: impl FnOnce(&mut TapState, u8)) {
+    fn once(&self, bit: u32, need: u32, f: impl FnOnce(&Tap, u32) -> u32) {
         let flags = self.flags.load(Ordering::Acquire);
         if flags & (ARMED | need | bit) != ARMED | need {
             return;
         }
-        self.once_slow(bit, need, f)
+        self.once_slow(flags, bit, need, f)
     }
 
     #[cold]
-    fn once_slow(&self, bit: u8, need: u8, f: impl FnOnce(&mut TapState, u8)) {
-        let mut st = self.lock();
-        let flags = self.flags.load(Ordering::Acquire);
-        if flags & (ARMED | need | bit) != ARMED | need {
-            return;
+    fn once_slow(&self, mut flags: u32, bit: u32, need: u32, f: impl FnOnce(&Tap, u32) -> u32) {
+        loop {
+            if flags & (ARMED | need | bit) != ARMED | need {
+                return;
+            }
+            match self.flags.compare_exchange_weak(
+                flags,
+                flags | bit | BUSY,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => flags = now,
+            }
         }
-        self.flags.fetch_or(bit, Ordering::AcqRel);
-        f(&mut st, flags);
+        let extra = f(self, flags);
+        // Nobody else changes the flags while BUSY is set.
+        self.flags.store(flags | bit | extra, Ordering::Release);
     }
 }
 
@@ -354,57 +440,71 @@ pub(crate) struct Tapped<O> {
 impl<O: Observer> Tapped<O> {
     #[inline]
     fn wrote(&self) {
-        let hooks = &self.hooks;
-        let flags = self.tap.flags.load(Ordering::Relaxed);
+        let tap = &*self.tap;
+        let flags = tap.flags.load(Ordering::Relaxed);
         if flags & (ARMED | HEAD | BODY | WROTE_AGAIN) == ARMED | HEAD {
-            self.tap.flags.fetch_or(WROTE_AGAIN, Ordering::AcqRel);
+            tap.flags.fetch_or(WROTE_AGAIN, Ordering::AcqRel);
             return;
         }
-        self.tap.once(HEAD, 0, |st, flags| {
+        let hooks = &self.hooks;
+        tap.once(HEAD, 0, |tap, flags| {
             let at = Instant::now();
-            st.moments.headers_written = Some(at);
-            st.head_carried_body = flags & HANDED != 0;
-            let ids = st.ids;
-            let Some(hooks) = hooks.upgrade() else { return };
+            tap.head.store(tap.encode(at), Ordering::Relaxed);
+            let carried = if flags & HANDED != 0 { CARRIED } else { 0 };
+            let Some(hooks) = hooks.upgrade() else {
+                return carried;
+            };
+            let ids = tap.ids();
             hooks
                 .observer
                 .headers_written(&ev!(HeadersWritten { at, ids }));
-            if let Some(gate) = &st.gate {
-                gate.start(&hooks, ids, at);
+            if flags & EXPECT != 0 {
+                if let Some(gate) = &*tap.gate() {
+                    gate.start(&hooks, ids, at);
+                }
             }
+            carried
         });
     }
 
     #[inline]
     fn flushed(&self) {
         let hooks = &self.hooks;
-        self.tap.once(BODY, HEAD | HANDED, |st, flags| {
+        self.tap.once(BODY, HEAD | HANDED, |tap, flags| {
             // hyper flushes only once its buffer is written out: if the head's write was the
-            // only one and the body was already in the buffer, that write carried it all.
-            let at = match st.moments.headers_written {
-                Some(head) if st.head_carried_body && flags & WROTE_AGAIN == 0 => head,
-                _ => Instant::now(),
+            // only one and the body had been handed over before it returned, that write
+            // carried it all.
+            let head = tap.head.load(Ordering::Relaxed);
+            let (at, v) = if flags & (WROTE_AGAIN | CARRIED) == CARRIED && head != 0 {
+                (tap.decode(&tap.head).unwrap_or_else(Instant::now), head)
+            } else {
+                let at = Instant::now();
+                (at, tap.encode(at))
             };
-            st.moments.body_written = Some(at);
-            let Some(hooks) = hooks.upgrade() else { return };
-            hooks.observer.body_written(&ev!(BodyWritten {
-                at,
-                ids: st.ids,
-                bytes: st.body_bytes
-            }));
+            tap.body.store(v, Ordering::Relaxed);
+            if let Some(hooks) = hooks.upgrade() {
+                hooks.observer.body_written(&ev!(BodyWritten {
+                    at,
+                    ids: tap.ids(),
+                    bytes: tap.body_bytes.load(Ordering::Relaxed)
+                }));
+            }
+            0
         });
     }
 
     #[inline]
     fn read(&self) {
         let hooks = &self.hooks;
-        self.tap.once(FIRST_BYTE, 0, |st, _| {
+        self.tap.once(FIRST_BYTE, 0, |tap, _| {
             let at = Instant::now();
-            st.moments.first_byte = Some(at);
-            let Some(hooks) = hooks.upgrade() else { return };
-            hooks
-                .observer
-                .first_response_byte(&ev!(FirstResponseByte { at, ids: st.ids }));
+            tap.first_byte.store(tap.encode(at), Ordering::Relaxed);
+            if let Some(hooks) = hooks.upgrade() {
+                hooks
+                    .observer
+                    .first_response_byte(&ev!(FirstResponseByte { at, ids: tap.ids() }));
+            }
+            0
         });
     }
 }

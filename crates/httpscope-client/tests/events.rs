@@ -1319,3 +1319,46 @@ async fn dropping_the_request_during_dns_connect_and_tls() {
     log.assert_balanced();
     hold.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_multi_threaded_runtime_nothing_follows_a_request_end() {
+    // Connection tasks and request tasks run on different threads: the socket-side events
+    // race with the request's end when requests are dropped, and must still come before it.
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b.max_connections_per_host(4));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..60u64 {
+        let c = c.clone();
+        tasks.spawn(async move {
+            let path = if i % 3 == 0 { "/slow/20" } else { "/" };
+            // Every third request is dropped at some point of its exchange.
+            let limit = Duration::from_micros(if i % 3 == 0 { 100 + i * 300 } else { 5_000_000 });
+            let _ = tokio::time::timeout(limit, async {
+                c.get(uri(addr, path)).await?.into_body().bytes().await
+            })
+            .await;
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let evs = log.events();
+    let mut reqs: Vec<u64> = evs.iter().filter_map(|e| e.request).collect();
+    reqs.sort();
+    reqs.dedup();
+    assert_eq!(reqs.len(), 60);
+    let names = log.names();
+    let count = |p: &str| names.iter().filter(|n| n.starts_with(p)).count();
+    assert!(
+        count("request_failed(cancelled)") > 0 && count("request_end") > 0,
+        "some requests dropped, some finished: {names:?}"
+    );
+    for r in reqs {
+        let names = log.of(r);
+        let last = names.last().unwrap();
+        assert!(
+            last.starts_with("request_end") || last.starts_with("request_failed"),
+            "request {r}: {names:?}"
+        );
+    }
+    log.assert_balanced();
+}
