@@ -447,6 +447,15 @@ fn maps_are_bounded_by_count() {
         stats.dropped.total(),
         cnt.evicted_requests + cnt.evicted_cache_entries
     );
+    use httpscope_model::telemetry::DropReason;
+    assert_eq!(
+        stats.dropped.get(DropReason::RequestLimit),
+        cnt.evicted_requests
+    );
+    assert_eq!(
+        stats.dropped.get(DropReason::CacheLimit),
+        cnt.evicted_cache_entries
+    );
 }
 
 #[test]

@@ -195,6 +195,11 @@ reasons! {
         Expired => "expired",
         /// A record could not be decoded.
         Undecodable => "undecodable",
+        /// More requests were open at once than a source tracks (ETW requests waiting for
+        /// their response events).
+        RequestLimit => "request_limit",
+        /// A source's cache of responses (HTTP.sys kernel-cache entries) was full.
+        CacheLimit => "cache_limit",
     }
 }
 

@@ -523,7 +523,7 @@ impl Correlator {
             if self.cache.len() >= self.config.max_cache_entries {
                 let n = evict_oldest(&mut self.cache, |l| l.added);
                 self.counters.evicted_cache_entries += n;
-                self.stats.dropped.add(DropReason::KeyLimit, n);
+                self.stats.dropped.add(DropReason::CacheLimit, n);
             }
         }
         self.cache.insert(
@@ -565,7 +565,7 @@ impl Correlator {
             if self.requests.len() >= self.config.max_requests {
                 let n = evict_oldest(&mut self.requests, |r| r.start);
                 self.counters.evicted_requests += n;
-                self.stats.dropped.add(DropReason::ConnectionLimit, n);
+                self.stats.dropped.add(DropReason::RequestLimit, n);
             }
         }
         Some(self.requests.entry(id).or_insert_with(|| Request {
