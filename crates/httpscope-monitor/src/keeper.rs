@@ -7,8 +7,10 @@
 //! [`KeeperConfig::max_keys`] new keys are counted as `dropped{reason="key_limit"}`.
 //!
 //! The hot path allocates nothing once warm: the route is quantized into a reused buffer, routes
-//! are interned to a `u32`, and the key is a plain `Copy` value.
+//! and peers (source, addresses, process, side) are interned to `u32`s, and the key is a
+//! 12-byte `Copy` value.
 
+use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -167,17 +169,55 @@ impl KeeperCounts {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-struct Key {
+/// Who took part in an exchange: everything of the key but method, route and status. Many
+/// keys share one peer, so peers are interned to a `u32` and the key proper is 12 bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Peer {
     source: Source,
     side: Option<Side>,
-    method: Method,
-    status: u16,
-    route: u32,
     pid: Option<u32>,
     server: Option<SocketAddr>,
     client: Option<SocketAddr>,
     comm: Option<Comm>,
+}
+
+/// A few wide writes instead of the derived field-by-field hash (dozens of small writes
+/// through `SocketAddr`'s and `Option`'s impls): the peer is hashed on every transaction whose
+/// peer differs from the previous one. Equal peers hash equally: everything hashed is compared
+/// by `Eq` (the process name and IPv6 flow and scope ids are left out of the hash only).
+impl Hash for Peer {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        fn addr(a: &Option<SocketAddr>) -> (u128, u64) {
+            match a {
+                None => (0, 0),
+                Some(SocketAddr::V4(v)) => {
+                    (u32::from(*v.ip()).into(), u64::from(v.port()) | 1 << 16)
+                }
+                Some(SocketAddr::V6(v)) => (u128::from(*v.ip()), u64::from(v.port()) | 2 << 16),
+            }
+        }
+        let (server, sp) = addr(&self.server);
+        let (client, cp) = addr(&self.client);
+        let side = match self.side {
+            None => 0u64,
+            Some(Side::Client) => 1,
+            Some(Side::Server) => 2,
+        };
+        let pid = self.pid.map_or(0, |p| u64::from(p) | 1 << 32);
+        h.write_u128(server ^ client.rotate_left(64));
+        h.write_u64(sp | cp << 18 | side << 36 | (self.source as u64) << 40);
+        h.write_u64(pid);
+    }
+}
+
+/// The key of the stats table: small, so the table's entries take few cache lines and hash
+/// in a few instructions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    peer: u32,
+    route: u32,
+    status: u16,
+    method: Method,
 }
 
 /// Per-endpoint aggregation; see the module docs.
@@ -187,6 +227,11 @@ pub struct StatKeeper {
     quantizer: Quantizer,
     route_ids: HashMap<Arc<str>, u32>,
     routes: Vec<Arc<str>>,
+    peer_ids: HashMap<Peer, u32>,
+    peers: Vec<Peer>,
+    /// The last peer seen and its id: the transactions of one connection usually come one
+    /// after another in a batch, so most lookups of the peer table are skipped.
+    last_peer: Option<(Peer, u32)>,
     stats: HashMap<Key, EndpointStats>,
     scratch: String,
     counts: KeeperCounts,
@@ -199,7 +244,13 @@ pub fn validate(tx: &Transaction) -> Result<Method, MalformedReason> {
     if tx.path.is_empty() {
         return Err(MalformedReason::EmptyPath);
     }
-    if !tx.path.bytes().all(|b| b.is_ascii_graphic()) {
+    // `fold` rather than `all`: no early exit, so the loop is vectorized (valid paths, the
+    // common case, are scanned to the end either way).
+    if !tx
+        .path
+        .bytes()
+        .fold(true, |ok, b| ok & (b.wrapping_sub(0x21) < 0x5e))
+    {
         return Err(MalformedReason::NonPrintablePath);
     }
     match tx.status {
@@ -220,6 +271,9 @@ impl StatKeeper {
             quantizer,
             route_ids: HashMap::new(),
             routes: Vec::new(),
+            peer_ids: HashMap::new(),
+            peers: Vec::new(),
+            last_peer: None,
             stats: HashMap::new(),
             scratch: String::with_capacity(64),
             counts: KeeperCounts::default(),
@@ -266,26 +320,50 @@ impl StatKeeper {
             ClientRollup::Ip => tx.client.map(|c| SocketAddr::new(c.ip(), 0)),
             ClientRollup::All => None,
         };
-        let key = Key {
+        let peer = Peer {
             source: tx.source,
             side: tx.side,
-            method,
-            status: tx.status.unwrap_or(0),
-            route,
             pid: tx.pid,
             server: tx.server,
             client,
             comm: tx.comm,
         };
+        let peer = match self.last_peer {
+            Some((p, id)) if p == peer => id,
+            _ => {
+                let id = match self.peer_ids.get(&peer) {
+                    Some(&id) => id,
+                    None => {
+                        if self.peers.len() >= self.cfg.max_keys {
+                            // Every key needs a peer, so this many peers means the cap is hit.
+                            self.counts.dropped.inc(DropReason::KeyLimit);
+                            return;
+                        }
+                        let id = self.peers.len() as u32;
+                        self.peers.push(peer);
+                        self.peer_ids.insert(peer, id);
+                        id
+                    }
+                };
+                self.last_peer = Some((peer, id));
+                id
+            }
+        };
+        let key = Key {
+            peer,
+            route,
+            status: tx.status.unwrap_or(0),
+            method,
+        };
         let len = self.stats.len();
-        let stats = match self.stats.get_mut(&key) {
-            Some(s) => s,
-            None => {
+        let stats = match self.stats.entry(key) {
+            hashbrown::hash_map::Entry::Occupied(e) => e.into_mut(),
+            hashbrown::hash_map::Entry::Vacant(e) => {
                 if len >= self.cfg.max_keys {
                     self.counts.dropped.inc(DropReason::KeyLimit);
                     return;
                 }
-                self.stats.entry(key).or_default()
+                e.insert(EndpointStats::default())
             }
         };
         stats.count += 1;
@@ -329,7 +407,10 @@ impl StatKeeper {
     pub fn heap_bytes(&self) -> usize {
         let slot = std::mem::size_of::<(Key, EndpointStats)>() + 1;
         let routes: usize = self.routes.iter().map(|r| r.len() + 16 + 8 + 24).sum();
+        let peers = self.peers.capacity() * std::mem::size_of::<Peer>()
+            + self.peer_ids.capacity() * (std::mem::size_of::<(Peer, u32)>() + 1);
         self.stats.capacity() * slot
+            + peers
             + self
                 .stats
                 .values()
@@ -342,18 +423,20 @@ impl StatKeeper {
     /// allocations are kept for the next interval).
     pub fn take(&mut self) -> (Vec<(EndpointKey, EndpointStats)>, KeeperCounts) {
         let routes = &self.routes;
+        let peers = &self.peers;
         let entries = self
             .stats
             .drain()
             .map(|(k, v)| {
+                let p = &peers[k.peer as usize];
                 (
                     EndpointKey {
-                        source: k.source,
-                        server: k.server,
-                        client: k.client,
-                        pid: k.pid,
-                        comm: k.comm,
-                        side: k.side,
+                        source: p.source,
+                        server: p.server,
+                        client: p.client,
+                        pid: p.pid,
+                        comm: p.comm,
+                        side: p.side,
                         method: k.method,
                         route: routes[k.route as usize].clone(),
                         status: k.status,
@@ -362,10 +445,16 @@ impl StatKeeper {
                 )
             })
             .collect();
-        // Routes stay interned across intervals (most repeat) unless they fill the cap.
+        // Routes and peers stay interned across intervals (most repeat) unless they fill
+        // half the cap.
         if self.routes.len() >= self.cfg.max_keys / 2 {
             self.routes.clear();
             self.route_ids.clear();
+        }
+        if self.peers.len() >= self.cfg.max_keys / 2 {
+            self.peers.clear();
+            self.peer_ids.clear();
+            self.last_peer = None;
         }
         (entries, std::mem::take(&mut self.counts))
     }
