@@ -39,6 +39,8 @@ struct SourceSection {
     interface: Option<String>,
     /// TLS plaintext through uprobes next to the live source (default true; `--no-tls`).
     tls: Option<bool>,
+    /// eBPF source: only processes in this cgroup v2 directory or below (`--cgroup`).
+    cgroup: Option<std::path::PathBuf>,
 }
 
 /// Everything a run needs, after merging file and flags.
@@ -57,6 +59,9 @@ pub struct Settings {
     pub interface: String,
     /// `watch` also captures TLS plaintext when it can (`[source] tls`, `--no-tls`).
     pub tls: bool,
+    /// eBPF source: only processes in this cgroup v2 directory or below (`[source] cgroup`,
+    /// `--cgroup`).
+    pub cgroup: Option<std::path::PathBuf>,
     pub routes: RouteConfig,
     pub prometheus: Option<PrometheusConfig>,
     pub otlp: Option<OtlpConfig>,
@@ -144,6 +149,7 @@ fn merge(
             .or(fsrc.interface)
             .unwrap_or_else(|| "any".to_owned()),
         tls: fsrc.tls.unwrap_or(true),
+        cgroup: fsrc.cgroup,
         routes,
         prometheus,
         otlp,
@@ -167,6 +173,7 @@ client_rollup = "all"
 kind = "packet"
 interface = "eth0"
 tls = false
+cgroup = "system.slice/nginx.service"
 
 [routes]
 patterns = ["/users/{id}/orders"]
@@ -200,6 +207,10 @@ temporality = "delta"
         assert_eq!(s.source, SourceKind::Packet);
         assert_eq!(s.interface, "eth0");
         assert!(!s.tls);
+        assert_eq!(
+            s.cgroup.as_deref(),
+            Some(Path::new("system.slice/nginx.service"))
+        );
         assert_eq!(
             s.routes.patterns,
             vec!["/users/{id}/orders".to_owned(), "/a/{b}".to_owned()]

@@ -67,6 +67,8 @@ pub struct SourceOpts {
     pub include_self: bool,
     /// Set by the eBPF source once its programs are attached.
     pub attached: Option<Arc<AtomicBool>>,
+    /// eBPF source: only processes in this cgroup v2 directory or below.
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 impl SourceOpts {
@@ -78,6 +80,7 @@ impl SourceOpts {
             interface: s.interface.clone(),
             include_self: false,
             attached: None,
+            cgroup: s.cgroup.clone(),
         }
     }
 }
@@ -98,6 +101,7 @@ pub fn run_source(
                     http: o.http,
                     include_self: o.include_self,
                     attached: o.attached,
+                    cgroup: o.cgroup,
                     ..httpscope_capture::ebpf::EbpfConfig::default()
                 };
                 httpscope_capture::ebpf::capture(&cfg, tx, stop)
@@ -105,6 +109,12 @@ pub fn run_source(
                     .map_err(|e| format!("ebpf: {e}"))
             }
             Live::Packet => {
+                if let Some(cg) = &o.cgroup {
+                    eprintln!(
+                        "httpscope: --cgroup {} is ignored: packet capture cannot tell processes apart",
+                        cg.display()
+                    );
+                }
                 let cfg = httpscope_capture::packet::PacketConfig {
                     ports: o.ports,
                     http: o.http,
@@ -125,6 +135,9 @@ pub fn run_source(
 
 pub fn run(args: WatchArgs) -> Result<()> {
     let mut s = config::settings(&args.out, args.source, args.interface.clone())?;
+    if let Some(cg) = &args.cgroup {
+        s.cgroup = Some(cg.clone());
+    }
     if args.no_tls {
         s.tls = false;
     }

@@ -1,7 +1,7 @@
 //! Runs the eBPF source until SIGINT/SIGTERM or `--seconds N`, then prints what it saw.
 //!
 //! ```text
-//! sudo ebpf_watch [--seconds N] [--port P]... [--pid P]... [--capture-bytes N] [--print]
+//! sudo ebpf_watch [--seconds N] [--port P]... [--pid P]... [--cgroup PATH] [--capture-bytes N] [--print]
 //! ```
 //!
 //! The last line is machine-readable (`key=value` pairs) for bench/ebpf/run.sh:
@@ -52,10 +52,11 @@ mod linux {
                 "--seconds" => seconds = Some(val().parse().expect("seconds")),
                 "--port" => cfg.ports.push(val().parse().expect("port")),
                 "--pid" => cfg.pids.push(val().parse().expect("pid")),
+                "--cgroup" => cfg.cgroup = Some(val().into()),
                 "--capture-bytes" => cfg.capture_bytes = val().parse().expect("bytes"),
                 "--print" => print = true,
                 _ => {
-                    eprintln!("usage: ebpf_watch [--seconds N] [--port P] [--pid P] [--capture-bytes N] [--print]");
+                    eprintln!("usage: ebpf_watch [--seconds N] [--port P] [--pid P] [--cgroup PATH] [--capture-bytes N] [--print]");
                     std::process::exit(2);
                 }
             }

@@ -503,6 +503,88 @@ fn capture_bytes_and_filters_apply() {
     assert!(report.stats.bytes < 2 * BIG as u64, "{report:?}");
 }
 
+/// The first cgroup v2 mount point (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`
+/// on hybrid ones).
+fn cgroup2_mount() -> Option<std::path::PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
+    })
+}
+
+/// A cgroup made for one test, removed (once empty) at the end.
+struct TestCgroup(std::path::PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let t0 = Instant::now();
+        // The last member's exit is seen by the cgroup a moment after it was reaped.
+        while std::fs::remove_dir(&self.0).is_err() && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn cgroup_filter_sees_only_processes_in_the_cgroup() {
+    require_ebpf!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(root) = cgroup2_mount() else {
+        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
+        return;
+    };
+    let dir = root.join(format!("hs-ebpf-test-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&dir) {
+        eprintln!(
+            "skipping: cannot create a cgroup in {}: {e}",
+            root.display()
+        );
+        return;
+    }
+    let cg = TestCgroup(dir);
+    let server = Server::start("127.0.0.1:0");
+    let base = format!("http://{}", server.addr);
+    let mut cap = Capture::start_with(EbpfConfig {
+        ports: vec![server.addr.port()],
+        cgroup: Some(cg.0.clone()),
+        include_self: true,
+        ..EbpfConfig::default()
+    });
+    // A curl that moves itself into the cgroup first (exec keeps the pid), and one outside.
+    let inside = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "echo $$ > '{}/cgroup.procs' && exec curl -sS --max-time 20 -o /dev/null {base}/hello",
+            cg.0.display()
+        ))
+        .spawn()
+        .expect("sh runs");
+    let inside_pid = inside.id();
+    let out = inside.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl in the cgroup failed");
+    let outside_pid = curl(&[&format!("{base}/missing")]);
+    cap.collect_until(Duration::from_secs(10), |t| !t.is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let (txs, _) = cap.finish();
+    // Only the client side of the curl inside: the server (this process) and the other curl
+    // are outside the cgroup.
+    assert_eq!(txs.len(), 1, "only the curl in the cgroup: {txs:#?}");
+    let t = &txs[0];
+    assert_eq!(
+        (t.pid, t.side, t.method, t.path.as_str(), t.status),
+        (
+            Some(inside_pid),
+            Some(Side::Client),
+            Some(Method::Get),
+            "/hello",
+            Some(200)
+        ),
+        "{t:?} (curl outside was pid {outside_pid})"
+    );
+    drop(server);
+}
+
 #[test]
 fn own_process_is_excluded_by_default() {
     require_ebpf!();

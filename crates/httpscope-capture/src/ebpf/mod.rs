@@ -26,6 +26,7 @@
 //! # drop(rx);
 //! ```
 
+pub mod cgroup;
 pub mod event;
 pub mod streams;
 
@@ -66,6 +67,9 @@ pub struct EbpfConfig {
     pub ports: Vec<u16>,
     /// Only these processes (empty: all).
     pub pids: Vec<u32>,
+    /// Only processes in this cgroup v2 directory or below it (absolute, or relative to the
+    /// cgroup v2 mount, e.g. `system.slice/nginx.service`; default: all).
+    pub cgroup: Option<std::path::PathBuf>,
     /// Ring buffer size in bytes (default 8 MiB); rounded up to a power of two >= 4096.
     pub ring_buffer_bytes: u32,
     /// The HTTP parser's limits.
@@ -91,6 +95,7 @@ impl Default for EbpfConfig {
             capture_bytes: 512,
             ports: Vec::new(),
             pids: Vec::new(),
+            cgroup: None,
             ring_buffer_bytes: 8 * 1024 * 1024,
             http: httpscope_http::Config::default(),
             max_connections: 65_536,
@@ -120,6 +125,9 @@ pub enum EbpfUnavailable {
     /// The kernel refused the programs or maps.
     #[error("loading the eBPF programs failed: {0}")]
     Load(String),
+    /// The cgroup filter names no cgroup v2 directory.
+    #[error("cgroup filter: {0}")]
+    Cgroup(String),
 }
 
 /// What went wrong during a capture.
@@ -228,6 +236,13 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), EbpfUnavailable
     };
     let pids_on = u32::from(!cfg.pids.is_empty());
     let ports_on = u32::from(!cfg.ports.is_empty());
+    let cg = match &cfg.cgroup {
+        Some(path) => Some(cgroup::resolve(path).map_err(EbpfUnavailable::Cgroup)?),
+        None => None,
+    };
+    let cgroup_on = u32::from(cg.is_some());
+    let cgroup_level = cg.map_or(0, |c| c.level);
+    let cgroup_id = cg.map_or(0, |c| c.id);
     let ring = cfg
         .ring_buffer_bytes
         .max(4096)
@@ -240,6 +255,9 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), EbpfUnavailable
         .override_global("SELF_TGID", &self_tgid, true)
         .override_global("FILTER_PIDS_ON", &pids_on, true)
         .override_global("FILTER_PORTS_ON", &ports_on, true)
+        .override_global("FILTER_CGROUP_ON", &cgroup_on, true)
+        .override_global("FILTER_CGROUP_LEVEL", &cgroup_level, true)
+        .override_global("FILTER_CGROUP_ID", &cgroup_id, true)
         .override_global("WAKEUP_BYTES", &wakeup, true)
         .map_max_entries("HS_EVENTS", ring)
         .load(OBJECT)
