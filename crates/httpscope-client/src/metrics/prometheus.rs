@@ -5,13 +5,11 @@
 //!
 //! Why not prometheus-client's own `Family`, `Gauge` and `Histogram`: every update of those
 //! takes a lock (the family's map, the histogram's `RwLock`), and this recorder sits on the
-//! request path of every observed request. Here each server (`Origin`) has a block of plain
-//! atomic cells, found through a one-entry per-thread cache (a client talking to one host
-//! finds it without any lock), and a [`Collector`] registered in the [`Registry`] reads the
-//! cells at scrape time. Active and idle connections share one atomic word, so a connection
-//! moving between the idle list and a request is one atomic add, not two gauge updates.
-//! Cells are updated with relaxed atomics: a scrape may see a histogram's count and buckets
-//! one observation apart.
+//! request path of every observed request. Here every (server, thread) pair has its own
+//! block of cells, written only by that thread (a load and a store, no atomic
+//! read-modify-write and no lock) and found through a one-entry per-thread cache; a
+//! [`Collector`] registered in the [`Registry`] adds the blocks of a server up at scrape
+//! time. A scrape may see a histogram's count and buckets one observation apart.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -49,30 +47,61 @@ impl Hist {
             .iter()
             .position(|b| seconds <= *b)
             .unwrap_or(DURATION_BUCKETS.len());
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns
-            .fetch_add((seconds * 1e9) as u64, Ordering::Relaxed);
+        bump(&self.buckets[i], 1);
+        bump(&self.count, 1);
+        bump(&self.sum_ns, (seconds * 1e9) as u64);
     }
 
-    fn snapshot(&self) -> (f64, u64, [(f64, u64); DURATION_BUCKETS.len() + 1]) {
+    fn add_to(&self, sum: &mut HistSum) {
+        for (t, b) in sum.buckets.iter_mut().zip(&self.buckets) {
+            *t += b.load(Ordering::Relaxed);
+        }
+        sum.count += self.count.load(Ordering::Relaxed);
+        sum.sum_ns += self.sum_ns.load(Ordering::Relaxed);
+    }
+}
+
+/// A cell written by one thread only: a plain load and store, no read-modify-write.
+#[inline]
+fn bump(cell: &AtomicU64, n: u64) {
+    cell.store(
+        cell.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// [`bump`] for signed cells.
+#[inline]
+fn bump_i(cell: &AtomicI64, n: i64) {
+    cell.store(
+        cell.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+/// The histograms of one server, added up over its threads at scrape time.
+#[derive(Clone, Copy, Debug, Default)]
+struct HistSum {
+    buckets: [u64; DURATION_BUCKETS.len() + 1],
+    count: u64,
+    sum_ns: u64,
+}
+
+impl HistSum {
+    fn encode(&self, enc: &mut prometheus_client::encoding::MetricEncoder<'_>) -> std::fmt::Result {
         let mut b = [(f64::INFINITY, 0); DURATION_BUCKETS.len() + 1];
         for (i, slot) in b.iter_mut().enumerate() {
             *slot = (
                 DURATION_BUCKETS.get(i).copied().unwrap_or(f64::INFINITY),
-                self.buckets[i].load(Ordering::Relaxed),
+                self.buckets[i],
             );
         }
-        (
-            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
-            self.count.load(Ordering::Relaxed),
-            b,
+        enc.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+            self.sum_ns as f64 / 1e9,
+            self.count,
+            &b,
+            None,
         )
-    }
-
-    fn encode(&self, enc: &mut prometheus_client::encoding::MetricEncoder<'_>) -> std::fmt::Result {
-        let (sum, count, buckets) = self.snapshot();
-        enc.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)
     }
 }
 
@@ -93,6 +122,14 @@ fn method_index(m: &Method) -> Option<usize> {
     METHODS.iter().position(|s| s == m)
 }
 
+/// The labels of a request-duration series besides the server's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct DurationKey {
+    method: Method,
+    status: u16,
+    error: &'static str,
+}
+
 /// One request-duration series of an origin.
 #[derive(Debug)]
 struct DurationCell {
@@ -110,23 +147,13 @@ impl DurationCell {
     }
 }
 
-/// Active and idle connections as one word: active in the high half, idle in the low half
-/// (each a wrapping 32-bit count).
-const ACTIVE: u64 = 1 << 32;
-const IDLE: u64 = 1;
-
-fn packed(state: ConnectionState) -> u64 {
-    match state {
-        ConnectionState::Active => ACTIVE,
-        ConnectionState::Idle => IDLE,
-    }
-}
-
-/// Every cell of one origin.
+/// Every cell of one server, for one thread (its only writer).
 #[derive(Debug)]
 struct OriginCells {
     origin: Origin,
-    open: AtomicU64,
+    thread: u64,
+    active_conns: AtomicI64,
+    idle_conns: AtomicI64,
     active: [AtomicI64; METHODS.len()],
     other_active: RwLock<Vec<(Method, AtomicI64)>>,
     durations: RwLock<Vec<Arc<DurationCell>>>,
@@ -135,10 +162,12 @@ struct OriginCells {
 }
 
 impl OriginCells {
-    fn new(origin: Origin) -> Self {
+    fn new(origin: Origin, thread: u64) -> Self {
         OriginCells {
             origin,
-            open: AtomicU64::new(0),
+            thread,
+            active_conns: AtomicI64::new(0),
+            idle_conns: AtomicI64::new(0),
             active: Default::default(),
             other_active: RwLock::default(),
             durations: RwLock::default(),
@@ -147,12 +176,11 @@ impl OriginCells {
         }
     }
 
-    fn open(&self, state: ConnectionState) -> i64 {
-        let v = self.open.load(Ordering::Relaxed);
-        i64::from(match state {
-            ConnectionState::Active => (v >> 32) as u32 as i32,
-            ConnectionState::Idle => v as u32 as i32,
-        })
+    fn conns(&self, state: ConnectionState) -> &AtomicI64 {
+        match state {
+            ConnectionState::Active => &self.active_conns,
+            ConnectionState::Idle => &self.idle_conns,
+        }
     }
 
     fn duration(&self, a: &RequestAttrs<'_>) -> Arc<DurationCell> {
@@ -197,25 +225,31 @@ thread_local! {
 }
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static NEXT_THREAD: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's number, for the cells it owns.
+    static THREAD: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
+}
 
 impl Shared {
+    /// This thread's cells for `origin`.
     fn find(&self, origin: &Origin) -> Arc<OriginCells> {
+        let thread = THREAD.with(|t| *t);
+        let mine = |c: &&Arc<OriginCells>| c.thread == thread && c.origin == *origin;
         {
             let list = self.origins.read().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = list.iter().find(|c| c.origin == *origin) {
+            if let Some(c) = list.iter().find(mine) {
                 return c.clone();
             }
         }
         let mut list = self.origins.write().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = list.iter().find(|c| c.origin == *origin) {
-            return c.clone();
-        }
-        let cells = Arc::new(OriginCells::new(origin.clone()));
+        let cells = Arc::new(OriginCells::new(origin.clone(), thread));
         list.push(cells.clone());
         cells
     }
 
-    /// Runs `f` on the cells of `origin` (and the thread's cached duration series), through
+    /// Runs `f` on this thread's cells of `origin` (and its cached duration series), through
     /// the per-thread cache.
     #[inline]
     fn with<R>(
@@ -276,9 +310,7 @@ impl Recorder for PrometheusRecorder {
     fn active_requests(&self, origin: &Origin, method: &Method, delta: i64) {
         self.shared
             .with(origin, |cells, _| match method_index(method) {
-                Some(i) => {
-                    cells.active[i].fetch_add(delta, Ordering::Relaxed);
-                }
+                Some(i) => bump_i(&cells.active[i], delta),
                 None => {
                     {
                         let list = cells.other_active.read().unwrap_or_else(|e| e.into_inner());
@@ -302,25 +334,14 @@ impl Recorder for PrometheusRecorder {
     }
 
     fn open_connections(&self, origin: &Origin, state: ConnectionState, delta: i64) {
-        let unit = packed(state);
-        self.shared.with(origin, |cells, _| {
-            if delta >= 0 {
-                cells
-                    .open
-                    .fetch_add(unit.wrapping_mul(delta as u64), Ordering::Relaxed);
-            } else {
-                cells
-                    .open
-                    .fetch_sub(unit.wrapping_mul(delta.unsigned_abs()), Ordering::Relaxed);
-            }
-        })
+        self.shared
+            .with(origin, |cells, _| bump_i(cells.conns(state), delta))
     }
 
     fn connection_state(&self, origin: &Origin, from: ConnectionState, to: ConnectionState) {
-        // One add moves the connection from one half of the word to the other.
-        let delta = packed(to).wrapping_sub(packed(from));
         self.shared.with(origin, |cells, _| {
-            cells.open.fetch_add(delta, Ordering::Relaxed);
+            bump_i(cells.conns(from), -1);
+            bump_i(cells.conns(to), 1);
         })
     }
 
@@ -352,7 +373,7 @@ fn server(enc: &mut LabelSetEncoder<'_>, o: &Origin) -> std::fmt::Result {
 
 /// Label sets, borrowed from the cells at scrape time.
 struct Server<'a>(&'a Origin);
-struct Request<'a>(&'a Origin, &'a DurationCell);
+struct Request<'a>(&'a Origin, &'a DurationKey);
 struct Active<'a>(&'a Origin, &'a Method);
 struct Conn<'a>(&'a Origin, ConnectionState);
 
@@ -398,14 +419,84 @@ impl EncodeLabelSet for Conn<'_> {
 #[derive(Debug)]
 struct Scrape(Arc<Shared>);
 
-impl Collector for Scrape {
-    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
-        let origins: Vec<Arc<OriginCells>> = self
+/// One server's figures, added up over its threads.
+#[derive(Debug)]
+struct Sums {
+    origin: Origin,
+    conns: [i64; 2],
+    active: Vec<(Method, i64)>,
+    durations: Vec<(DurationKey, HistSum)>,
+    conn_duration: HistSum,
+    queue: HistSum,
+}
+
+impl Scrape {
+    fn sums(&self) -> Vec<Sums> {
+        let shards: Vec<Arc<OriginCells>> = self
             .0
             .origins
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let mut out: Vec<Sums> = Vec::new();
+        for c in &shards {
+            let i = match out.iter().position(|s| s.origin == c.origin) {
+                Some(i) => i,
+                None => {
+                    out.push(Sums {
+                        origin: c.origin.clone(),
+                        conns: [0; 2],
+                        active: METHODS.iter().map(|m| (m.clone(), 0)).collect(),
+                        durations: Vec::new(),
+                        conn_duration: HistSum::default(),
+                        queue: HistSum::default(),
+                    });
+                    out.len() - 1
+                }
+            };
+            let s = &mut out[i];
+            s.conns[0] += c.active_conns.load(Ordering::Relaxed);
+            s.conns[1] += c.idle_conns.load(Ordering::Relaxed);
+            for (j, g) in c.active.iter().enumerate() {
+                s.active[j].1 += g.load(Ordering::Relaxed);
+            }
+            for (m, g) in c
+                .other_active
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+            {
+                let v = g.load(Ordering::Relaxed);
+                match s.active.iter_mut().find(|(x, _)| x == m) {
+                    Some((_, t)) => *t += v,
+                    None => s.active.push((m.clone(), v)),
+                }
+            }
+            for d in c.durations.read().unwrap_or_else(|e| e.into_inner()).iter() {
+                let key = DurationKey {
+                    method: d.method.clone(),
+                    status: d.status,
+                    error: d.error,
+                };
+                let j = match s.durations.iter().position(|(k, _)| *k == key) {
+                    Some(j) => j,
+                    None => {
+                        s.durations.push((key, HistSum::default()));
+                        s.durations.len() - 1
+                    }
+                };
+                d.hist.add_to(&mut s.durations[j].1);
+            }
+            c.conn_duration.add_to(&mut s.conn_duration);
+            c.queue.add_to(&mut s.queue);
+        }
+        out
+    }
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> std::fmt::Result {
+        let sums = self.sums();
         let seconds = Unit::Seconds;
         {
             let mut m = encoder.encode_descriptor(
@@ -414,15 +505,9 @@ impl Collector for Scrape {
                 Some(&seconds),
                 MetricType::Histogram,
             )?;
-            for o in &origins {
-                let list = o
-                    .durations
-                    .read()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
-                for d in &list {
-                    d.hist
-                        .encode(&mut m.encode_family(&Request(&o.origin, d))?)?;
+            for s in &sums {
+                for (key, h) in &s.durations {
+                    h.encode(&mut m.encode_family(&Request(&s.origin, key))?)?;
                 }
             }
         }
@@ -433,16 +518,10 @@ impl Collector for Scrape {
                 None,
                 MetricType::Gauge,
             )?;
-            for o in &origins {
-                for (i, method) in METHODS.iter().enumerate() {
-                    let v = o.active[i].load(Ordering::Relaxed);
-                    m.encode_family(&Active(&o.origin, method))?
-                        .encode_gauge(&v)?;
-                }
-                let other = o.other_active.read().unwrap_or_else(|e| e.into_inner());
-                for (method, g) in other.iter() {
-                    m.encode_family(&Active(&o.origin, method))?
-                        .encode_gauge(&g.load(Ordering::Relaxed))?;
+            for s in &sums {
+                for (method, v) in &s.active {
+                    m.encode_family(&Active(&s.origin, method))?
+                        .encode_gauge(v)?;
                 }
             }
         }
@@ -453,10 +532,13 @@ impl Collector for Scrape {
                 None,
                 MetricType::Gauge,
             )?;
-            for o in &origins {
-                for state in [ConnectionState::Active, ConnectionState::Idle] {
-                    m.encode_family(&Conn(&o.origin, state))?
-                        .encode_gauge(&o.open(state))?;
+            for s in &sums {
+                for (i, state) in [ConnectionState::Active, ConnectionState::Idle]
+                    .into_iter()
+                    .enumerate()
+                {
+                    m.encode_family(&Conn(&s.origin, state))?
+                        .encode_gauge(&s.conns[i])?;
                 }
             }
         }
@@ -467,9 +549,9 @@ impl Collector for Scrape {
                 Some(&seconds),
                 MetricType::Histogram,
             )?;
-            for o in &origins {
-                o.conn_duration
-                    .encode(&mut m.encode_family(&Server(&o.origin))?)?;
+            for s in &sums {
+                s.conn_duration
+                    .encode(&mut m.encode_family(&Server(&s.origin))?)?;
             }
         }
         let mut m = encoder.encode_descriptor(
@@ -478,8 +560,8 @@ impl Collector for Scrape {
             Some(&seconds),
             MetricType::Histogram,
         )?;
-        for o in &origins {
-            o.queue.encode(&mut m.encode_family(&Server(&o.origin))?)?;
+        for s in &sums {
+            s.queue.encode(&mut m.encode_family(&Server(&s.origin))?)?;
         }
         Ok(())
     }
@@ -528,6 +610,24 @@ mod tests {
             r.request_duration(&attrs, 0.02);
         }
         r.time_in_queue(&b, 3.0);
+        // Another thread has cells of its own; a scrape adds them up (a connection opened
+        // here and closed there counts zero).
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                r.open_connections(&b, ConnectionState::Active, -1);
+                r.open_connections(&b, ConnectionState::Active, 1);
+                r.request_duration(
+                    &RequestAttrs {
+                        origin: &a,
+                        method: &Method::GET,
+                        status: Some(200),
+                        error: None,
+                    },
+                    7.0,
+                );
+                r.active_requests(&a, &Method::GET, -1);
+            });
+        });
         let text = scrape(&registry);
         let has = |l: &str| assert!(text.lines().any(|x| x == l), "no {l} in\n{text}");
         let a_lbl = "server_address=\"a\",server_port=\"1\",url_scheme=\"http\"";
@@ -542,7 +642,16 @@ mod tests {
             "http_client_active_requests{{http_request_method=\"PURGE\",{a_lbl}}} 1"
         ));
         has(&format!(
-            "http_client_request_duration_seconds_count{{http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 2"
+            "http_client_request_duration_seconds_count{{http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 3"
+        ));
+        has(&format!(
+            "http_client_request_duration_seconds_bucket{{le=\"5.0\",http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 2"
+        ));
+        has(&format!(
+            "http_client_request_duration_seconds_bucket{{le=\"7.5\",http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 3"
+        ));
+        has(&format!(
+            "http_client_active_requests{{http_request_method=\"GET\",{a_lbl}}} 0"
         ));
         has(&format!(
             "http_client_request_duration_seconds_bucket{{le=\"0.025\",http_request_method=\"GET\",{a_lbl},http_response_status_code=\"200\"}} 2"
