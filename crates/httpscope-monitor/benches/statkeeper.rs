@@ -115,8 +115,35 @@ fn bench<M: Measurement + 'static>(c: &mut Criterion<M>, label: &str) {
             BatchSize::LargeInput,
         )
     });
+    // The monitor's way: `add_batch` on each source batch (sources send up to 1,024).
+    let mut warm = keeper();
+    for t in &txs {
+        warm.add(t);
+    }
+    g.bench_function("add_batch_warm_100k", |b| {
+        b.iter(|| {
+            for batch in txs.chunks(BATCH) {
+                warm.add_batch(batch);
+            }
+        })
+    });
+    g.bench_function("add_batch_cold_100k", |b| {
+        b.iter_batched(
+            keeper,
+            |mut k| {
+                for batch in txs.chunks(BATCH) {
+                    k.add_batch(batch);
+                }
+                k
+            },
+            BatchSize::LargeInput,
+        )
+    });
     g.finish();
 }
+
+/// Transactions per batch, as the packet and ETW sources send them.
+const BATCH: usize = 1024;
 
 fn wall(c: &mut Criterion) {
     bench(c, "wall");

@@ -1,5 +1,6 @@
 //! Feeds the StatKeeper bench's transaction mix to a warm keeper `PASSES` times (default 20)
-//! and prints thread CPU nanoseconds per transaction. Meant to run under
+//! and prints thread CPU nanoseconds per transaction; one `add` per transaction, or
+//! `add_batch` on batches of `BATCH` transactions when that is set (the monitor's way). Meant to run under
 //! `perf stat -e cycles:u,instructions:u`, whose counts (divided by the transactions printed)
 //! depend much less on how busy a shared machine is than time does.
 
@@ -25,10 +26,20 @@ fn main() {
     for t in &txs {
         k.add(t);
     }
+    let batch: Option<usize> = std::env::var("BATCH").ok().and_then(|b| b.parse().ok());
     let t0 = cpu_ns();
     for _ in 0..passes {
-        for t in &txs {
-            k.add(t);
+        match batch {
+            Some(n) => {
+                for b in txs.chunks(n.max(1)) {
+                    k.add_batch(b);
+                }
+            }
+            None => {
+                for t in &txs {
+                    k.add(t);
+                }
+            }
         }
     }
     let ns = cpu_ns() - t0;

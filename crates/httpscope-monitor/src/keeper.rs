@@ -20,7 +20,7 @@ use httpscope_model::{Comm, Method, Side, Source, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::route::{Outcome, Quantizer};
-use crate::sketch::Sketch;
+use crate::sketch::{bin_key, Sketch};
 
 /// How clients are kept apart in the key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +220,18 @@ struct Key {
     method: Method,
 }
 
+/// A transaction that phase one of [`StatKeeper::add_batch`] found fit to aggregate.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    key: Key,
+    ns: u64,
+    /// The latency's sketch bin, computed in phase one (a logarithm) to keep phase two short.
+    bin: i32,
+    request_bytes: u64,
+    response_bytes: u64,
+    time_unix_ns: i64,
+}
+
 /// Per-endpoint aggregation; see the module docs.
 #[derive(Debug)]
 pub struct StatKeeper {
@@ -233,6 +245,7 @@ pub struct StatKeeper {
     /// after another in a batch, so most lookups of the peer table are skipped.
     last_peer: Option<(Peer, u32)>,
     stats: HashMap<Key, EndpointStats>,
+    pending: Vec<Pending>,
     scratch: String,
     counts: KeeperCounts,
     span: Option<(i64, i64)>,
@@ -275,30 +288,61 @@ impl StatKeeper {
             peers: Vec::new(),
             last_peer: None,
             stats: HashMap::new(),
+            pending: Vec::new(),
             scratch: String::with_capacity(64),
             counts: KeeperCounts::default(),
             span: None,
         }
     }
 
-    /// Adds one transaction.
+    /// Adds one transaction. [`StatKeeper::add_batch`] is faster for many.
     #[inline]
     pub fn add(&mut self, tx: &Transaction) {
+        if let Some(p) = self.prepare(tx) {
+            self.commit(&p);
+        }
+    }
+
+    /// Adds transactions in order, with the same result as [`StatKeeper::add`] on each.
+    ///
+    /// Why: the stats table and the sketches' bins of thousands of keys do not stay in the
+    /// CPU's caches, so finding a key's entry is a cache miss or two. Done one transaction at a
+    /// time, each miss waits alone behind the route quantization of the next transaction; here
+    /// a chunk of transactions is validated, quantized and interned first (phase one, which
+    /// touches only small hot tables), then the stats of the whole chunk are updated (phase
+    /// two: short independent updates, so the CPU overlaps their misses).
+    pub fn add_batch(&mut self, txs: &[Transaction]) {
+        const CHUNK: usize = 32;
+        let mut pending = std::mem::take(&mut self.pending);
+        for chunk in txs.chunks(CHUNK) {
+            pending.clear();
+            pending.extend(chunk.iter().filter_map(|tx| self.prepare(tx)));
+            for p in &pending {
+                self.commit(p);
+            }
+        }
+        self.pending = pending;
+    }
+
+    /// Phase one: counts the transaction, validates, quantizes and interns it; `None` when it
+    /// is not to be aggregated (counted why).
+    #[inline]
+    fn prepare(&mut self, tx: &Transaction) -> Option<Pending> {
         self.counts.transactions += 1;
         if tx.incomplete {
             self.counts.incomplete += 1;
-            return;
+            return None;
         }
         let method = match validate(tx) {
             Ok(m) => m,
             Err(reason) => {
                 self.counts.malformed.inc(reason);
-                return;
+                return None;
             }
         };
         if self.quantizer.route(&tx.path, &mut self.scratch) == Outcome::Dropped {
             self.counts.filtered += 1;
-            return;
+            return None;
         }
         let route = match self.route_ids.get(self.scratch.as_str()) {
             Some(&id) => id,
@@ -306,7 +350,7 @@ impl StatKeeper {
                 if self.routes.len() >= self.cfg.max_keys {
                     // Every key needs a route, so this many routes means the key cap is hit.
                     self.counts.dropped.inc(DropReason::KeyLimit);
-                    return;
+                    return None;
                 }
                 let id = self.routes.len() as u32;
                 let r: Arc<str> = self.scratch.as_str().into();
@@ -337,7 +381,7 @@ impl StatKeeper {
                         if self.peers.len() >= self.cfg.max_keys {
                             // Every key needs a peer, so this many peers means the cap is hit.
                             self.counts.dropped.inc(DropReason::KeyLimit);
-                            return;
+                            return None;
                         }
                         let id = self.peers.len() as u32;
                         self.peers.push(peer);
@@ -349,14 +393,28 @@ impl StatKeeper {
                 id
             }
         };
-        let key = Key {
-            peer,
-            route,
-            status: tx.status.unwrap_or(0),
-            method,
-        };
+        let ns = tx.duration_ns();
+        Some(Pending {
+            key: Key {
+                peer,
+                route,
+                status: tx.status.unwrap_or(0),
+                method,
+            },
+            ns,
+            bin: bin_key(ns),
+            request_bytes: tx.request_bytes,
+            response_bytes: tx.response_bytes,
+            time_unix_ns: tx.time_unix_ns,
+        })
+    }
+
+    /// Phase two: adds a prepared transaction to its key's stats (or counts it dropped at the
+    /// key cap).
+    #[inline]
+    fn commit(&mut self, p: &Pending) {
         let len = self.stats.len();
-        let stats = match self.stats.entry(key) {
+        let stats = match self.stats.entry(p.key) {
             hashbrown::hash_map::Entry::Occupied(e) => e.into_mut(),
             hashbrown::hash_map::Entry::Vacant(e) => {
                 if len >= self.cfg.max_keys {
@@ -367,17 +425,17 @@ impl StatKeeper {
             }
         };
         stats.count += 1;
-        stats.request_bytes += tx.request_bytes;
-        stats.response_bytes += tx.response_bytes;
-        stats.latency.add(tx.duration_ns());
+        stats.request_bytes += p.request_bytes;
+        stats.response_bytes += p.response_bytes;
+        stats.latency.add_binned(p.ns, p.bin);
         self.counts.aggregated += 1;
-        if tx.time_unix_ns > 0 {
-            let end = tx
+        if p.time_unix_ns > 0 {
+            let end = p
                 .time_unix_ns
-                .saturating_add(tx.duration_ns().min(i64::MAX as u64) as i64);
+                .saturating_add(p.ns.min(i64::MAX as u64) as i64);
             self.span = Some(match self.span {
-                Some((a, b)) => (a.min(tx.time_unix_ns), b.max(end)),
-                None => (tx.time_unix_ns, end),
+                Some((a, b)) => (a.min(p.time_unix_ns), b.max(end)),
+                None => (p.time_unix_ns, end),
             });
         }
     }

@@ -182,9 +182,7 @@ impl Monitor {
                 }
             }
         }
-        for tx in &batch.transactions {
-            self.keeper.add(tx);
-        }
+        self.keeper.add_batch(&batch.transactions);
     }
 
     /// Takes a snapshot of the window and hands it to every exporter.

@@ -29,6 +29,12 @@ fn inv_ln_gamma() -> f64 {
 
 /// The bin of a value (values below 1 ns are clamped to 1 ns, bin 0).
 #[inline]
+pub(crate) fn bin_key(ns: u64) -> i32 {
+    key_of(ns)
+}
+
+/// The bin of a value (values below 1 ns are clamped to 1 ns, bin 0).
+#[inline]
 fn key_of(ns: u64) -> i32 {
     let v = ns.max(1) as f64;
     (v.ln() * inv_ln_gamma()).ceil() as i32
@@ -56,7 +62,7 @@ enum Store {
 #[inline]
 fn grow_to<T: Copy + Default>(v: &mut Vec<T>, idx: usize) {
     if idx >= v.capacity() {
-        let want = (idx + 1 + (idx + 1) / 4).max(8).min(MAX_BINS);
+        let want = (idx + 1 + (idx + 1) / 4).clamp(8, MAX_BINS);
         v.reserve_exact(want.max(idx + 1) - v.len());
     }
     v.resize(idx + 1, T::default());
@@ -247,6 +253,13 @@ impl Sketch {
     /// Adds one latency in nanoseconds.
     #[inline]
     pub fn add(&mut self, ns: u64) {
+        self.add_binned(ns, key_of(ns));
+    }
+
+    /// [`Sketch::add`] with the value's bin computed by the caller ([`bin_key`]).
+    #[inline]
+    pub(crate) fn add_binned(&mut self, ns: u64, bin: i32) {
+        debug_assert_eq!(bin, key_of(ns));
         if self.count == 0 {
             self.count = 1;
             self.sum_ns = ns as u128;
@@ -258,7 +271,7 @@ impl Sketch {
             // The first sample was kept inline; it now moves into the bins.
             self.bins.add(key_of(self.min_ns), self.count);
         }
-        self.bins.add(key_of(ns), 1);
+        self.bins.add(bin, 1);
         self.count += 1;
         self.sum_ns += ns as u128;
         self.min_ns = self.min_ns.min(ns);

@@ -47,6 +47,8 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
                     status,
                     start_ns: start,
                     end_ns: start + dur,
+                    // 0 (no wall-clock time) for some, to exercise the span both ways.
+                    time_unix_ns: start as i64 * 1_000_000_007,
                     client: Some(format!("10.0.0.{ip}:{}", 40000 + port).parse().unwrap()),
                     server: Some("10.0.1.1:80".parse().unwrap()),
                     side,
@@ -122,5 +124,29 @@ proptest! {
             counts.aggregated + counts.incomplete + counts.malformed.total() + counts.filtered + counts.dropped.get(DropReason::KeyLimit),
             txs.len() as u64
         );
+    }
+
+    #[test]
+    fn add_batch_equals_add_one_by_one(
+        txs in prop::collection::vec(arb_tx(), 0..300),
+        cap in 1usize..40,
+        batch in 1usize..100,
+    ) {
+        let cfg = KeeperConfig { max_keys: cap, client_rollup: ClientRollup::Full };
+        let mut one = StatKeeper::new(cfg.clone(), quantizer());
+        let mut many = StatKeeper::new(cfg, quantizer());
+        for t in &txs {
+            one.add(t);
+        }
+        for b in txs.chunks(batch) {
+            many.add_batch(b);
+        }
+        prop_assert_eq!(one.take_span(), many.take_span());
+        let (mut a, ca) = one.take();
+        let (mut b, cb) = many.take();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(ca, cb);
     }
 }
