@@ -599,6 +599,13 @@ fn nginx_https_under_openssl_and_gnutls_clients_on_both_sides() {
         .unwrap();
     assert_eq!(post.request_bytes, 3);
 
+    // OpenSSL is hooked on its internal functions wherever they are found.
+    for l in &report.libraries {
+        if l.library == tls::event::Library::OpenSsl {
+            let inner = tls::hooks::openssl_internal(&l.path).is_some();
+            assert_eq!(l.internal, inner, "{l:?}");
+        }
+    }
     // One attachment per library file, with every function hooked.
     let mut files: Vec<(u64, u64)> = report.libraries.iter().map(|l| l.file).collect();
     files.sort();
@@ -685,9 +692,12 @@ fn library_file_of_a_program_started_later_is_found() {
     std::fs::copy(&system_ssl, &copy).unwrap();
     // Library directories are searched at start only; this copy is found through the exec
     // notice of the program that loads it (the periodic rescan is pushed out of the way).
+    // And the public OpenSSL functions (SSL_read/SSL_write for nginx, the _ex variants for
+    // python3), as on builds whose internal functions are not found.
     let mut tls_cap = start_tls(TlsConfig {
         ports: vec![port],
         rescan_interval: Duration::from_secs(3600),
+        openssl_internal: false,
         ..TlsConfig::default()
     });
     let mut c = Command::new("python3");
@@ -716,6 +726,7 @@ fn library_file_of_a_program_started_later_is_found() {
         report.libraries
     );
     assert_eq!(found[0].symbols.len(), 4, "{:#?}", found[0]);
+    assert!(report.libraries.iter().all(|l| !l.internal));
     assert!(report.execs_seen >= 1);
     let later: Vec<&Transaction> = txs.iter().filter(|t| t.path == "/later").collect();
     assert!(
@@ -725,10 +736,67 @@ fn library_file_of_a_program_started_later_is_found() {
         "client side of the late program: {later:#?}"
     );
     assert!(
-        later.iter().any(|t| t.side == Some(Side::Server)),
+        later
+            .iter()
+            .any(|t| t.side == Some(Side::Server) && t.status == Some(404)),
         "{later:#?}"
     );
     // This test process never appears (include_self is false).
     assert!(txs.iter().all(|t| t.pid != Some(std::process::id())));
+    assert_gone(&report.program_ids, &report.map_ids);
+}
+
+/// python3 `asyncio` keeps TLS on memory BIOs (`ssl.SSLObject`): its TLS calls make no
+/// syscall, so its side is never tied to a socket (a documented limit).
+const PY_ASYNCIO: &str = r#"
+import asyncio, ssl, sys
+async def main():
+    ctx = ssl._create_unverified_context()
+    r, w = await asyncio.open_connection("127.0.0.1", int(sys.argv[1]), ssl=ctx)
+    w.write(b"GET /asyncio HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    await w.drain()
+    assert (await r.read()).startswith(b"HTTP/1.1 404")
+    w.close()
+asyncio.run(main())
+"#;
+
+#[test]
+fn memory_bio_engine_is_reported_without_addresses() {
+    require!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let port = nginx.port;
+    let mut tls_cap = start_tls(TlsConfig::default());
+    let mut c = Command::new("python3");
+    c.args(["-c", PY_ASYNCIO, &port.to_string()]);
+    let pid = run(c, None);
+    tls_cap.collect_until(Duration::from_secs(20), |t| {
+        t.iter().filter(|t| t.path == "/asyncio").count() >= 2
+    });
+    let (txs, report) = tls_cap.finish();
+    let report = report.expect("tls capture failed");
+    let client: Vec<&Transaction> = txs
+        .iter()
+        .filter(|t| t.path == "/asyncio" && t.side == Some(Side::Client))
+        .collect();
+    assert_eq!(client.len(), 1, "{txs:#?}");
+    let t = client[0];
+    assert_eq!(
+        (t.pid, t.status, t.method),
+        (Some(pid), Some(404), Some(Method::Get))
+    );
+    assert_eq!(
+        (t.client, t.server),
+        (None, None),
+        "no socket, no addresses"
+    );
+    assert!(report.kernel.no_socket >= 2, "{:?}", report.kernel);
+    // nginx's side of the same exchange is tied to its socket as usual.
+    let server: Vec<&Transaction> = txs
+        .iter()
+        .filter(|t| t.path == "/asyncio" && t.side == Some(Side::Server))
+        .collect();
+    assert_eq!(server.len(), 1, "{txs:#?}");
+    assert_eq!(server[0].server.map(|a| a.port()), Some(port));
     assert_gone(&report.program_ids, &report.map_ids);
 }

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod event;
+pub mod hooks;
 pub mod libs;
 
 use std::collections::{HashSet, VecDeque};
@@ -46,7 +47,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::uprobe::UProbeScope;
+use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::{BtfTracePoint, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use httpscope_http::Output;
@@ -101,6 +102,9 @@ pub struct TlsConfig {
     pub library_dirs: Vec<PathBuf>,
     /// The most library files attached (default 256); more are counted and skipped.
     pub max_libraries: usize,
+    /// Hook OpenSSL's internal read/write functions when they can be found (default true:
+    /// much cheaper on virtual machines, see [`hooks`]); false hooks the public functions.
+    pub openssl_internal: bool,
     /// Also capture this process's own TLS calls (default false).
     pub include_self: bool,
     /// Set to true once the first libraries are attached (and back to false once detached).
@@ -121,6 +125,7 @@ impl Default for TlsConfig {
             rescan_interval: Duration::from_secs(30),
             library_dirs: libs::LIBRARY_DIRS.iter().map(PathBuf::from).collect(),
             max_libraries: 256,
+            openssl_internal: true,
             include_self: false,
             attached: None,
         }
@@ -187,8 +192,11 @@ pub struct AttachedLibrary {
     pub path: PathBuf,
     /// Device and inode.
     pub file: (u64, u64),
-    /// The functions hooked (entry and return).
+    /// The functions whose calls are seen (entry and return).
     pub symbols: Vec<&'static str>,
+    /// OpenSSL: the probes sit on the internal functions that `SSL_read`/`SSL_read_ex` and
+    /// `SSL_write`/`SSL_write_ex` share (cheaper, see [`hooks`]), not on the public ones.
+    pub internal: bool,
     /// Why some functions could not be hooked (missing symbols, ...), one line each.
     pub errors: Vec<String>,
 }
@@ -358,6 +366,7 @@ fn load(cfg: &TlsConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), TlsUnavailable> 
 /// Attaches the probes to library files, once per file.
 struct Attacher {
     known: HashSet<(u64, u64)>,
+    openssl_internal: bool,
     max: usize,
     libraries: Vec<AttachedLibrary>,
     skipped: u64,
@@ -375,7 +384,7 @@ impl Attacher {
                 continue;
             }
             self.known.insert(c.file);
-            let lib = attach_library(bpf, &c);
+            let lib = attach_library(bpf, &c, self.openssl_internal);
             if !lib.symbols.is_empty() {
                 n += 1;
             }
@@ -392,39 +401,77 @@ fn uprobe<'a>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut UProbe, String> {
         .map_err(|e: aya::programs::ProgramError| error_chain(&e))
 }
 
-/// Hooks every function of `c` (return first, so that a call whose entry is seen always has
-/// its return seen too); a function that cannot be hooked is noted and skipped.
-fn attach_library(bpf: &mut Ebpf, c: &Candidate) -> AttachedLibrary {
+/// Attaches the return program, then `entry`, at one place of `path` (return first, so that
+/// a call whose entry is seen always has its return seen too; the return is detached again
+/// when the entry cannot be attached).
+fn attach_point(
+    bpf: &mut Ebpf,
+    path: &std::path::Path,
+    at: impl Fn() -> UProbeAttachLocation<'static>,
+    entry: &str,
+) -> Result<(UProbeLinkId, UProbeLinkId), String> {
+    let ret = uprobe(bpf, RETURN_PROGRAM)?
+        .attach(at(), path, UProbeScope::AllProcesses)
+        .map_err(|e| error_chain(&e))?;
+    let entered = uprobe(bpf, entry).and_then(|p| {
+        p.attach(at(), path, UProbeScope::AllProcesses)
+            .map_err(|e| error_chain(&e))
+    });
+    match entered {
+        Ok(id) => Ok((ret, id)),
+        Err(e) => {
+            if let Ok(p) = uprobe(bpf, RETURN_PROGRAM) {
+                let _ = p.detach(ret);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Detaches what [`attach_point`] attached.
+fn detach_point(bpf: &mut Ebpf, entry: &str, (ret, id): (UProbeLinkId, UProbeLinkId)) {
+    if let Ok(p) = uprobe(bpf, entry) {
+        let _ = p.detach(id);
+    }
+    if let Ok(p) = uprobe(bpf, RETURN_PROGRAM) {
+        let _ = p.detach(ret);
+    }
+}
+
+/// Hooks every function of `c`; a function that cannot be hooked is noted and skipped.
+fn attach_library(bpf: &mut Ebpf, c: &Candidate, openssl_internal: bool) -> AttachedLibrary {
     let mut lib = AttachedLibrary {
         library: c.library,
         path: c.path.clone(),
         file: c.file,
         symbols: Vec::new(),
+        internal: false,
         errors: Vec::new(),
     };
+    if c.library == Library::OpenSsl && openssl_internal {
+        if let Some(at) = hooks::openssl_internal(&c.path) {
+            // Both halves or neither, so that no call is seen twice or missed.
+            let off = |o: u64| move || UProbeAttachLocation::AbsoluteOffset(o);
+            match attach_point(bpf, &c.path, off(at.read), "hs_ssl_read_ex") {
+                Ok(read) => match attach_point(bpf, &c.path, off(at.write), "hs_ssl_write_ex") {
+                    Ok(_) => {
+                        lib.internal = true;
+                        lib.symbols = vec!["SSL_write", "SSL_read", "SSL_write_ex", "SSL_read_ex"];
+                        return lib;
+                    }
+                    Err(e) => {
+                        detach_point(bpf, "hs_ssl_read_ex", read);
+                        lib.errors.push(format!("internal write function: {e}"));
+                    }
+                },
+                Err(e) => lib.errors.push(format!("internal read function: {e}")),
+            }
+        }
+    }
     for &(symbol, entry) in c.library.symbols() {
-        let ret = match uprobe(bpf, RETURN_PROGRAM).and_then(|p| {
-            p.attach(symbol, &c.path, UProbeScope::AllProcesses)
-                .map_err(|e| error_chain(&e))
-        }) {
-            Ok(id) => id,
-            Err(e) => {
-                lib.errors.push(format!("{symbol}: {e}"));
-                continue;
-            }
-        };
-        let entered = uprobe(bpf, entry).and_then(|p| {
-            p.attach(symbol, &c.path, UProbeScope::AllProcesses)
-                .map_err(|e| error_chain(&e))
-        });
-        match entered {
+        match attach_point(bpf, &c.path, || UProbeAttachLocation::Symbol(symbol), entry) {
             Ok(_) => lib.symbols.push(symbol),
-            Err(e) => {
-                lib.errors.push(format!("{symbol}: {e}"));
-                if let Ok(p) = uprobe(bpf, RETURN_PROGRAM) {
-                    let _ = p.detach(ret);
-                }
-            }
+            Err(e) => lib.errors.push(format!("{symbol}: {e}")),
         }
     }
     lib
@@ -539,6 +586,7 @@ pub fn capture(
     }
     let mut attacher = Attacher {
         known: HashSet::new(),
+        openssl_internal: cfg.openssl_internal,
         max: cfg.max_libraries.max(1),
         libraries: Vec::new(),
         skipped: 0,
