@@ -41,15 +41,15 @@ struct Hist {
 
 impl Hist {
     #[inline]
-    fn observe(&self, seconds: f64) {
+    fn observe(&self, seconds: f64, shared: bool) {
         let seconds = seconds.max(0.0);
         let i = DURATION_BUCKETS
             .iter()
             .position(|b| seconds <= *b)
             .unwrap_or(DURATION_BUCKETS.len());
-        bump(&self.buckets[i], 1);
-        bump(&self.count, 1);
-        bump(&self.sum_ns, (seconds * 1e9) as u64);
+        bump(&self.buckets[i], 1, shared);
+        bump(&self.count, 1, shared);
+        bump(&self.sum_ns, (seconds * 1e9) as u64, shared);
     }
 
     fn add_to(&self, sum: &mut HistSum) {
@@ -61,22 +61,32 @@ impl Hist {
     }
 }
 
-/// A cell written by one thread only: a plain load and store, no read-modify-write.
+/// Adds to a cell. A thread's own cell has one writer: a plain load and store, no
+/// read-modify-write. The `shared` cells (for threads whose thread-locals are gone) take an
+/// atomic add.
 #[inline]
-fn bump(cell: &AtomicU64, n: u64) {
-    cell.store(
-        cell.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
+fn bump(cell: &AtomicU64, n: u64, shared: bool) {
+    if shared {
+        cell.fetch_add(n, Ordering::Relaxed);
+    } else {
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// [`bump`] for signed cells.
 #[inline]
-fn bump_i(cell: &AtomicI64, n: i64) {
-    cell.store(
-        cell.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
+fn bump_i(cell: &AtomicI64, n: i64, shared: bool) {
+    if shared {
+        cell.fetch_add(n, Ordering::Relaxed);
+    } else {
+        cell.store(
+            cell.load(Ordering::Relaxed).wrapping_add(n),
+            Ordering::Relaxed,
+        );
+    }
 }
 
 /// The histograms of one server, added up over its threads at scrape time.
@@ -151,7 +161,10 @@ impl DurationCell {
 #[derive(Debug)]
 struct OriginCells {
     origin: Origin,
+    /// The writing thread's number; 0 for the cells shared by threads that cannot use their
+    /// thread-locals any more (being torn down).
     thread: u64,
+    shared: bool,
     active_conns: AtomicI64,
     idle_conns: AtomicI64,
     active: [AtomicI64; METHODS.len()],
@@ -166,6 +179,7 @@ impl OriginCells {
         OriginCells {
             origin,
             thread,
+            shared: thread == 0,
             active_conns: AtomicI64::new(0),
             idle_conns: AtomicI64::new(0),
             active: Default::default(),
@@ -235,7 +249,7 @@ thread_local! {
 impl Shared {
     /// This thread's cells for `origin`.
     fn find(&self, origin: &Origin) -> Arc<OriginCells> {
-        let thread = THREAD.with(|t| *t);
+        let thread = THREAD.try_with(|t| *t).unwrap_or(0);
         let mine = |c: &&Arc<OriginCells>| c.thread == thread && c.origin == *origin;
         {
             let list = self.origins.read().unwrap_or_else(|e| e.into_inner());
@@ -257,7 +271,8 @@ impl Shared {
         origin: &Origin,
         f: impl FnOnce(&OriginCells, &mut Option<Arc<DurationCell>>) -> R,
     ) -> R {
-        LAST.with(|last| {
+        let mut f = Some(f);
+        let r = LAST.try_with(|last| {
             let mut last = last.borrow_mut();
             let hit = last
                 .as_ref()
@@ -269,11 +284,17 @@ impl Shared {
                     duration: None,
                 });
             }
+            let f = f.take().expect("runs once");
             match &mut *last {
                 Some(l) => f(&l.cells, &mut l.duration),
                 None => unreachable!("set above"),
             }
-        })
+        });
+        match r {
+            Ok(r) => r,
+            // This thread's locals are being torn down: no cache.
+            Err(_) => (f.take().expect("not run"))(&self.find(origin), &mut None),
+        }
     }
 }
 
@@ -302,7 +323,7 @@ impl Recorder for PrometheusRecorder {
                 *last = Some(cells.duration(attrs));
             }
             if let Some(d) = last {
-                d.hist.observe(seconds);
+                d.hist.observe(seconds, cells.shared);
             }
         })
     }
@@ -310,7 +331,7 @@ impl Recorder for PrometheusRecorder {
     fn active_requests(&self, origin: &Origin, method: &Method, delta: i64) {
         self.shared
             .with(origin, |cells, _| match method_index(method) {
-                Some(i) => bump_i(&cells.active[i], delta),
+                Some(i) => bump_i(&cells.active[i], delta, cells.shared),
                 None => {
                     {
                         let list = cells.other_active.read().unwrap_or_else(|e| e.into_inner());
@@ -334,25 +355,28 @@ impl Recorder for PrometheusRecorder {
     }
 
     fn open_connections(&self, origin: &Origin, state: ConnectionState, delta: i64) {
-        self.shared
-            .with(origin, |cells, _| bump_i(cells.conns(state), delta))
+        self.shared.with(origin, |cells, _| {
+            bump_i(cells.conns(state), delta, cells.shared)
+        })
     }
 
     fn connection_state(&self, origin: &Origin, from: ConnectionState, to: ConnectionState) {
         self.shared.with(origin, |cells, _| {
-            bump_i(cells.conns(from), -1);
-            bump_i(cells.conns(to), 1);
+            bump_i(cells.conns(from), -1, cells.shared);
+            bump_i(cells.conns(to), 1, cells.shared);
         })
     }
 
     fn connection_duration(&self, origin: &Origin, seconds: f64) {
-        self.shared
-            .with(origin, |cells, _| cells.conn_duration.observe(seconds))
+        self.shared.with(origin, |cells, _| {
+            cells.conn_duration.observe(seconds, cells.shared)
+        })
     }
 
     fn time_in_queue(&self, origin: &Origin, seconds: f64) {
-        self.shared
-            .with(origin, |cells, _| cells.queue.observe(seconds))
+        self.shared.with(origin, |cells, _| {
+            cells.queue.observe(seconds, cells.shared)
+        })
     }
 }
 
@@ -664,5 +688,38 @@ mod tests {
         assert!(scrape(&other_registry).contains(&format!(
             "http_client_open_connections{{http_connection_state=\"active\",{a_lbl}}} 5"
         )));
+    }
+
+    struct RecordOnDrop(Arc<PrometheusRecorder>, Origin);
+
+    impl Drop for RecordOnDrop {
+        fn drop(&mut self) {
+            self.0.open_connections(&self.1, ConnectionState::Idle, 1);
+        }
+    }
+
+    thread_local! {
+        static LATE: RefCell<Option<RecordOnDrop>> = const { RefCell::new(None) };
+    }
+
+    #[test]
+    fn recording_while_the_thread_locals_are_torn_down() {
+        let mut registry = Registry::default();
+        let r = Arc::new(PrometheusRecorder::new(&mut registry));
+        let a = origin("late:1");
+        let (r2, a2) = (r.clone(), a.clone());
+        std::thread::spawn(move || {
+            // Registered first, so destroyed after the recorder's own thread-locals: its
+            // drop records without them.
+            LATE.with(|l| *l.borrow_mut() = Some(RecordOnDrop(r2.clone(), a2.clone())));
+            r2.open_connections(&a2, ConnectionState::Active, 1);
+        })
+        .join()
+        .unwrap();
+        let text = scrape(&registry);
+        for state in ["active", "idle"] {
+            let l = format!("http_client_open_connections{{http_connection_state=\"{state}\",server_address=\"late\",server_port=\"1\",url_scheme=\"http\"}} 1");
+            assert!(text.lines().any(|x| x == l), "no {l} in\n{text}");
+        }
     }
 }
