@@ -309,7 +309,9 @@ impl Sketch {
     }
 
     /// The `q`-quantile (`0.0..=1.0`) in nanoseconds, within 1% of the true value; `None` when
-    /// empty.
+    /// empty. The true value is the nearest-rank one (as HdrHistogram reports percentiles):
+    /// the smallest sample that at least a fraction `q` of the samples do not exceed, so the
+    /// p99 of a few samples is their maximum, not the second largest.
     pub fn quantile_ns(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
@@ -325,7 +327,8 @@ impl Sketch {
         if q == 1.0 {
             return Some(self.max_ns as f64);
         }
-        let rank = (q * (self.count - 1) as f64).floor() as u64;
+        // 0-based rank of the nearest-rank sample.
+        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count) - 1;
         let mut seen = 0u64;
         let mut last = bins.offset;
         for (key, c) in bins.iter() {
@@ -413,7 +416,7 @@ mod tests {
         }
         values.sort_unstable();
         for q in [0.01, 0.1, 0.5, 0.9, 0.99, 0.999] {
-            let exact = values[(q * (values.len() - 1) as f64).floor() as usize] as f64;
+            let exact = values[((q * values.len() as f64).ceil() as usize).max(1) - 1] as f64;
             let got = s.quantile_ns(q).unwrap();
             assert!(
                 (got - exact).abs() <= exact * RELATIVE_ACCURACY,
@@ -422,6 +425,20 @@ mod tests {
         }
         assert_eq!(s.quantile_ns(0.0), Some(values[0] as f64));
         assert_eq!(s.quantile_ns(1.0), Some(*values.last().unwrap() as f64));
+    }
+
+    #[test]
+    fn percentiles_of_few_samples_are_nearest_rank() {
+        let mut s = Sketch::new();
+        for v in [79_000u64, 149_000, 136_000] {
+            s.add(v);
+        }
+        let near = |got: f64, want: f64| (got - want).abs() <= want * RELATIVE_ACCURACY;
+        assert!(near(s.quantile_ns(0.5).unwrap(), 136_000.0));
+        assert!(near(s.quantile_ns(0.9).unwrap(), 149_000.0));
+        assert!(near(s.quantile_ns(0.99).unwrap(), 149_000.0));
+        assert!(near(s.quantile_ns(0.33).unwrap(), 79_000.0));
+        assert!(near(s.quantile_ns(0.34).unwrap(), 136_000.0));
     }
 
     #[test]
@@ -510,7 +527,7 @@ mod tests {
         }
         values.sort_unstable();
         for q in [0.0, 0.001, 0.05, 0.25, 0.5, 0.75, 0.9, 0.99, 0.999, 1.0] {
-            let exact = values[(q * (values.len() - 1) as f64).floor() as usize] as f64;
+            let exact = values[((q * values.len() as f64).ceil() as usize).max(1) - 1] as f64;
             let got = s.quantile_ns(q).unwrap();
             assert!(
                 (got - exact).abs() <= exact * RELATIVE_ACCURACY,

@@ -92,7 +92,8 @@ impl Row {
 
 type RowKey<'a> = (Source, Option<SocketAddr>, Option<Side>, Method, &'a str);
 
-/// Groups a snapshot's entries into display rows, sorted by count (descending).
+/// Groups a snapshot's entries into display rows, sorted by count (descending), then by
+/// route, server, method, side and source, so that equal counts always print in one order.
 pub fn rows(snapshot: &Snapshot) -> Vec<Row> {
     let mut map: std::collections::HashMap<RowKey<'_>, Row> = std::collections::HashMap::new();
     for (k, v) in &snapshot.entries {
@@ -125,6 +126,9 @@ pub fn rows(snapshot: &Snapshot) -> Vec<Row> {
             .cmp(&a.stats.count)
             .then_with(|| a.route.cmp(&b.route))
             .then_with(|| a.server.cmp(&b.server))
+            .then_with(|| a.method.cmp(&b.method))
+            .then_with(|| a.side.cmp(&b.side))
+            .then_with(|| a.source.cmp(&b.source))
     });
     out
 }
@@ -173,4 +177,46 @@ pub fn fmt_quantile(s: &Sketch, q: f64) -> String {
 /// The server address as text, `-` when unknown.
 pub fn fmt_addr(a: Option<SocketAddr>) -> String {
     a.map_or_else(|| "-".to_owned(), |a| a.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{EndpointKey, EndpointStats};
+
+    #[test]
+    fn rows_of_equal_count_have_one_order() {
+        let entry = |method| {
+            let key = EndpointKey {
+                source: Source::Packet,
+                server: Some("127.0.0.1:80".parse().unwrap()),
+                client: None,
+                pid: None,
+                comm: None,
+                side: None,
+                method,
+                route: "/big.txt".into(),
+                status: 200,
+            };
+            let mut stats = EndpointStats {
+                count: 1,
+                ..EndpointStats::default()
+            };
+            stats.latency.add(1_000);
+            (key, stats)
+        };
+        let order = |methods: [Method; 3]| {
+            let snapshot = Snapshot {
+                start_unix_ns: 0,
+                end_unix_ns: 1_000_000_000,
+                entries: methods.into_iter().map(entry).collect(),
+                telemetry: Default::default(),
+                data_span: None,
+            };
+            rows(&snapshot).iter().map(|r| r.method).collect::<Vec<_>>()
+        };
+        let want = order([Method::Get, Method::Head, Method::Delete]);
+        assert_eq!(order([Method::Head, Method::Delete, Method::Get]), want);
+        assert_eq!(order([Method::Delete, Method::Get, Method::Head]), want);
+    }
 }
