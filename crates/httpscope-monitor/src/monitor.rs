@@ -197,6 +197,11 @@ impl Monitor {
             t.channel_full_transactions = rx.drops().transactions.get();
         }
         let now = now_unix_ns();
+        // A flush's own snapshot cannot hold its full duration (the exporters are still to
+        // run): it holds the time so far (taking the keeper's aggregates), completed below.
+        let so_far = started.elapsed();
+        self.telemetry.last_flush = so_far;
+        self.telemetry.flush_total += so_far;
         let window = Snapshot {
             start_unix_ns: self.window_start_unix_ns,
             end_unix_ns: now,
@@ -218,7 +223,7 @@ impl Monitor {
         }
         let took = started.elapsed();
         self.telemetry.last_flush = took;
-        self.telemetry.flush_total += took;
+        self.telemetry.flush_total += took.saturating_sub(so_far);
     }
 
     /// Telemetry so far.

@@ -36,7 +36,8 @@ pub struct Telemetry {
     pub keys: u64,
     /// Flushes done.
     pub flushes: u64,
-    /// How long the last flush took (snapshot plus every exporter).
+    /// How long the last flush took (snapshot plus every exporter). In the snapshot a flush
+    /// hands its own exporters, the time of that flush so far (its exporters still to run).
     pub last_flush: Duration,
     /// Total time spent flushing.
     pub flush_total: Duration,

@@ -156,3 +156,42 @@ fn sigterm_drains_the_channels_and_flushes_once_more() {
     let got = summary.total.transactions();
     assert!(got > 0 && got <= sent.load(Ordering::Relaxed), "got {got}");
 }
+
+/// Keeps the telemetry each flush hands its exporters.
+#[derive(Clone, Default)]
+struct TelemetryRecorder(Arc<Mutex<Vec<(u64, Duration, Duration)>>>);
+
+impl Exporter for TelemetryRecorder {
+    fn name(&self) -> &'static str {
+        "telemetry"
+    }
+    fn flush(&mut self, f: &Flush<'_>) -> Result<(), ExportError> {
+        let t = &f.window.telemetry;
+        self.0
+            .lock()
+            .unwrap()
+            .push((t.flushes, t.last_flush, t.flush_total));
+        // A slow exporter: its time shows in the next flush's telemetry.
+        std::thread::sleep(Duration::from_millis(20));
+        Ok(())
+    }
+}
+
+#[test]
+fn flush_time_is_reported_from_the_first_flush_on() {
+    let mut m = Monitor::new(MonitorConfig::default()).unwrap();
+    let rec = TelemetryRecorder::default();
+    m.add_exporter(Box::new(rec.clone()));
+    m.flush(false);
+    m.flush(true);
+    let seen = rec.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    // The first (and for `analyze` the only) flush already reports its own snapshot time.
+    assert_eq!(seen[0].0, 1);
+    assert!(seen[0].1 > Duration::ZERO, "{seen:?}");
+    // The second reports the whole first flush, the slow exporter included.
+    assert_eq!(seen[1].0, 2);
+    assert!(seen[1].2 >= Duration::from_millis(20), "{seen:?}");
+    assert_eq!(m.telemetry().flushes, 2);
+    assert!(m.telemetry().flush_total >= Duration::from_millis(40));
+}
