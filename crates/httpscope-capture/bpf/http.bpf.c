@@ -549,17 +549,23 @@ int BPF_PROG(hs_sock_state, const struct sock *sk, const int oldstate, const int
 		return 0;
 	if (newstate == TCP_ESTABLISHED && (oldstate == TCP_SYN_SENT || oldstate == TCP_SYN_RECV)) {
 		struct sock_state init = { .flags = SOCK_FRESH };
-		bpf_sk_storage_get(&HS_SOCKS, (void *)sk, &init, BPF_SK_STORAGE_GET_F_CREATE);
+		struct sock_state *state =
+			bpf_sk_storage_get(&HS_SOCKS, (void *)sk, &init, BPF_SK_STORAGE_GET_F_CREATE);
+		/* A socket connected again after a close starts over (same cookie, though). */
+		if (state)
+			state->flags = SOCK_FRESH;
 		return 0;
 	}
 	if (newstate != TCP_CLOSE)
 		return 0;
+	/* The state is kept (it is freed with the socket): the syscall that closed the socket
+	 * may not have reached its sock_send_length yet. On loopback the peer's RST is processed
+	 * inside the sender's own send (softirq on the way out), so TCP_CLOSE can come between
+	 * the bytes going out and the tracepoint reporting them; deleting the state here made
+	 * that last send (nginx's sendfile of the body, length only) look like a socket never
+	 * seen, and it was dropped (the nginx e2e test's flake). */
 	struct sock_state *state = bpf_sk_storage_get(&HS_SOCKS, (void *)sk, 0, 0);
-	if (!state)
-		return 0;
-	__u32 sflags = state->flags;
-	bpf_sk_storage_delete(&HS_SOCKS, (void *)sk);
-	if (!(sflags & SOCK_HTTP))
+	if (!state || !(state->flags & SOCK_HTTP))
 		return 0;
 	__u64 cookie = bpf_get_socket_cookie((void *)sk);
 

@@ -840,16 +840,30 @@ fn nginx_under_curl_and_wrk_matches_its_access_log() {
         *seen.entry(key).or_default() -= 1;
     }
     // When its time is up wrk closes its 4 connections with requests in flight: nginx logs
-    // them, but its response write fails, so the server side holds a request without a
-    // complete response. Those (at most 4, for wrk's path) stand in for the log lines left.
+    // those requests with the status it meant to send and the body bytes it managed to send
+    // (0 when its write failed on the reset connection), and the server side holds the same
+    // request with the part of the response that went out (nothing, or the head). Each must
+    // match such a log line exactly: same method and path, the same body bytes, the same
+    // status when the head went out.
+    let mut unmatched = Vec::new();
     for t in &cut_short {
-        let left = seen.iter_mut().find(|((m, p, _, _), n)| {
-            **n > 0 && p == "/index.html" && Some(m.as_str()) == t.method.map(|x| x.as_str())
+        let m = t.method.map(|x| x.as_str()).unwrap_or_default();
+        let left = seen.iter_mut().find(|((lm, lp, ls, lb), n)| {
+            **n > 0
+                && lm == m
+                && *lp == t.path
+                && *lb == t.response_bytes
+                && t.status.is_none_or(|s| s == *ls)
         });
-        if let Some((_, n)) = left {
-            *n -= 1;
+        match left {
+            Some((_, n)) => *n -= 1,
+            None => unmatched.push(*t),
         }
     }
+    assert!(
+        unmatched.is_empty(),
+        "incomplete server-side transactions without a matching log line: {unmatched:#?}"
+    );
     assert!(
         cut_short.len() <= 4,
         "incomplete server-side transactions: {cut_short:#?}"
