@@ -153,7 +153,7 @@ mod tests {
                 for off in [i.read, i.write] {
                     let b = &data[off as usize..];
                     assert!(
-                        matches!(b[0], 0x50..=0x57 | 0x41 | 0xf3 | 0x55),
+                        matches!(b[0], 0x50..=0x57 | 0x41 | 0xf3),
                         "{p}: {:02x?}",
                         &b[..8]
                     );

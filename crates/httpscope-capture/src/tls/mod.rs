@@ -248,6 +248,8 @@ pub struct TlsReport {
     pub libraries_skipped: u64,
     /// Started programs looked at for new libraries.
     pub execs_seen: u64,
+    /// Looks at started programs skipped (too many starts at once; the rescan covers them).
+    pub exec_checks_skipped: u64,
     /// Ids of the programs this capture loaded (all gone once it returned).
     pub program_ids: Vec<u32>,
     /// Ids of the maps this capture created (all gone once it returned).
@@ -477,10 +479,15 @@ fn attach_library(bpf: &mut Ebpf, c: &Candidate, openssl_internal: bool) -> Atta
     lib
 }
 
-/// Programs that just started, looked at a few times while they load their libraries.
+/// Programs that just started, looked at a few times while they load their libraries: one
+/// FIFO per delay (so each is in due order), bounded, and a budget of maps reads per second
+/// so that a host starting thousands of programs a second does not keep this thread busy
+/// (what does not fit is skipped and counted; the periodic rescan still finds it).
 struct ExecQueue {
-    queue: VecDeque<(Instant, u32, u8)>,
-    overflowed: bool,
+    queues: [VecDeque<(Instant, u32)>; EXEC_CHECKS.len()],
+    budget: u32,
+    budget_since: Instant,
+    skipped: u64,
 }
 
 /// When a started program is looked at again, after the notice.
@@ -489,19 +496,46 @@ const EXEC_CHECKS: [Duration; 3] = [
     Duration::from_secs(1),
     Duration::from_secs(5),
 ];
-const EXEC_QUEUE_MAX: usize = 4096;
+/// The most programs waiting per delay.
+const EXEC_QUEUE_MAX: usize = 1024;
+/// The most `/proc/<pid>/maps` reads per second for started programs.
+const EXEC_CHECKS_PER_SEC: u32 = 200;
 
 impl ExecQueue {
-    fn push(&mut self, now: Instant, pid: u32, step: u8) {
-        let Some(delay) = EXEC_CHECKS.get(usize::from(step)) else {
+    fn new(now: Instant) -> Self {
+        ExecQueue {
+            queues: Default::default(),
+            budget: EXEC_CHECKS_PER_SEC,
+            budget_since: now,
+            skipped: 0,
+        }
+    }
+
+    fn push(&mut self, now: Instant, pid: u32, step: usize) {
+        let (Some(delay), Some(q)) = (EXEC_CHECKS.get(step), self.queues.get_mut(step)) else {
             return;
         };
-        if self.queue.len() >= EXEC_QUEUE_MAX {
-            // Too many starts to follow one by one: a full rescan soon instead.
-            self.overflowed = true;
+        if q.len() >= EXEC_QUEUE_MAX {
+            self.skipped += 1;
             return;
         }
-        self.queue.push_back((now + *delay, pid, step));
+        q.push_back((now + *delay, pid));
+    }
+
+    /// The next program due for a look (and its step), within the budget.
+    fn due(&mut self, now: Instant) -> Option<(u32, usize)> {
+        if now.duration_since(self.budget_since) >= Duration::from_secs(1) {
+            self.budget = EXEC_CHECKS_PER_SEC;
+            self.budget_since = now;
+        }
+        if self.budget == 0 {
+            return None;
+        }
+        let step = (0..self.queues.len())
+            .find(|&i| self.queues[i].front().is_some_and(|(due, _)| *due <= now))?;
+        let (_, pid) = self.queues[step].pop_front()?;
+        self.budget -= 1;
+        Some((pid, step))
     }
 }
 
@@ -619,10 +653,7 @@ pub fn capture(
     let mut kernel_seen = TlsRawStats::default();
     let mut last_flush = Instant::now();
     let mut last_rescan = Instant::now();
-    let mut exec_queue = ExecQueue {
-        queue: VecDeque::new(),
-        overflowed: false,
-    };
+    let mut exec_queue = ExecQueue::new(Instant::now());
     let fd = ring.as_raw_fd();
     let poll_ms = cfg.flush_interval.as_millis().clamp(1, 20) as libc::c_int;
 
@@ -662,14 +693,7 @@ pub fn capture(
                 exec_queue.push(now, u32::from_ne_bytes(b), 0);
             }
         }
-        while exec_queue
-            .queue
-            .front()
-            .is_some_and(|(due, _, _)| *due <= now)
-        {
-            let Some((_, pid, step)) = exec_queue.queue.pop_front() else {
-                break;
-            };
+        while let Some((pid, step)) = exec_queue.due(now) {
             let found: Vec<Candidate> = libs::in_process(pid)
                 .into_iter()
                 .filter(|c| !attacher.known.contains(&c.file))
@@ -677,8 +701,7 @@ pub fn capture(
             attacher.attach_all(&mut bpf, found);
             exec_queue.push(now, pid, step + 1);
         }
-        if exec_queue.overflowed || last_rescan.elapsed() >= cfg.rescan_interval {
-            exec_queue.overflowed = false;
+        if last_rescan.elapsed() >= cfg.rescan_interval {
             last_rescan = Instant::now();
             attacher.attach_all(&mut bpf, libs::in_all_processes(&attacher.known));
         }
@@ -728,6 +751,7 @@ pub fn capture(
     report.attached_for = attached_at.elapsed();
     report.libraries = std::mem::take(&mut attacher.libraries);
     report.libraries_skipped = attacher.skipped;
+    report.exec_checks_skipped = exec_queue.skipped;
     drop(ring);
     drop(execs);
     drop(stats_map);
@@ -764,21 +788,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exec_queue_is_bounded_and_steps_end() {
-        let mut q = ExecQueue {
-            queue: VecDeque::new(),
-            overflowed: false,
-        };
-        let now = Instant::now();
+    fn exec_queue_is_bounded_in_due_order_and_budgeted() {
+        let t0 = Instant::now();
+        let mut q = ExecQueue::new(t0);
         for pid in 0..(EXEC_QUEUE_MAX as u32 + 10) {
-            q.push(now, pid, 0);
+            q.push(t0, pid, 0);
         }
-        assert_eq!(q.queue.len(), EXEC_QUEUE_MAX);
-        assert!(q.overflowed);
-        let before = q.queue.len();
-        q.queue.pop_front();
-        q.push(now, 1, EXEC_CHECKS.len() as u8);
-        assert_eq!(q.queue.len(), before - 1, "no step after the last");
+        assert_eq!(q.queues[0].len(), EXEC_QUEUE_MAX);
+        assert_eq!(q.skipped, 10);
+        q.push(t0, 7, EXEC_CHECKS.len());
+        assert!(
+            q.queues.iter().skip(1).all(|q| q.is_empty()),
+            "no step after the last"
+        );
+        // Nothing is due before its delay; a later step queued first does not block.
+        assert_eq!(q.due(t0), None);
+        let mut q = ExecQueue::new(t0);
+        q.push(t0, 1, 2);
+        q.push(t0, 2, 0);
+        let at = t0 + EXEC_CHECKS[0];
+        assert_eq!(q.due(at), Some((2, 0)));
+        assert_eq!(q.due(at), None);
+        // The budget: at most EXEC_CHECKS_PER_SEC looks per second.
+        let mut q = ExecQueue::new(t0);
+        for pid in 0..EXEC_CHECKS_PER_SEC + 5 {
+            q.push(t0, pid, 0);
+        }
+        let mut n = 0;
+        while q.due(at).is_some() {
+            n += 1;
+        }
+        assert_eq!(n, EXEC_CHECKS_PER_SEC);
+        assert!(
+            q.due(t0 + Duration::from_secs(2)).is_some(),
+            "budget refilled"
+        );
     }
 
     #[test]
