@@ -836,7 +836,7 @@ impl<O: Observer> Client<O> {
                 ids,
             };
             if let Some(tap) = &armed.tap {
-                tap.arm(ids, req.body().len(), gate.clone());
+                tap.arm(&inner.hooks, ids, req.body().len(), gate.clone());
             }
             let send = conn.tx.try_send_request(req);
             let sent = match &gate {
@@ -1215,11 +1215,11 @@ impl<O: Observer> Client<O> {
         // Only an observing client wraps the socket; `O::ENABLED` is a constant, so a `Noop`
         // client does not even compile the wrapper in.
         let (tx, tap) = if O::ENABLED && hooks.on() {
-            let tap = Arc::new(Tap::default());
-            let io = Tapped {
+            let tap = Arc::new(Tap::new::<O>(Instant::now()));
+            let io = Tapped::<O> {
                 stream,
                 tap: tap.clone(),
-                hooks: Arc::downgrade(&inner.hooks),
+                observer: std::marker::PhantomData,
             };
             let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await

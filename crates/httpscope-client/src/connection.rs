@@ -9,10 +9,12 @@
 
 use std::convert::Infallible;
 use std::io;
+use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -276,6 +278,20 @@ pub(crate) struct Tap {
     first_byte: AtomicU64,
     /// Touched only for requests that wait for `100 Continue`.
     gate: Mutex<Option<Arc<Gate>>>,
+    /// While armed: a strong `Arc<Hooks<O>>` of the client that armed it, as a raw pointer
+    /// (the tap is not generic; its `Tapped<O>` is). Taken at arm, given back at disarm: two
+    /// reference-count changes per request, where upgrading a `Weak` at each moment would
+    /// take six, and the observer still goes away with its client.
+    hooks: AtomicPtr<()>,
+    /// Drops the `Arc<Hooks<O>>` behind `hooks` (`release_hooks::<O>` of the tap's client).
+    release: unsafe fn(*mut ()),
+}
+
+/// # Safety
+/// `p` comes from `Arc::<Hooks<O>>::into_raw` and is released once.
+unsafe fn release_hooks<O: Observer>(p: *mut ()) {
+    // SAFETY: per the contract above.
+    drop(unsafe { Arc::from_raw(p as *const Hooks<O>) });
 }
 
 /// The moments a tap saw for one request.
@@ -286,14 +302,19 @@ pub(crate) struct Moments {
     pub(crate) first_byte: Option<Instant>,
 }
 
-impl Default for Tap {
-    fn default() -> Self {
-        Tap::new(Instant::now())
+impl Drop for Tap {
+    fn drop(&mut self) {
+        let p = *self.hooks.get_mut();
+        if !p.is_null() {
+            // SAFETY: set by `arm` from `Arc::into_raw` with this tap's `O`, not yet released.
+            unsafe { (self.release)(p) }
+        }
     }
 }
 
 impl Tap {
-    pub(crate) fn new(base: Instant) -> Self {
+    /// A tap for a connection of a client observed by `O` (and only ever armed by it).
+    pub(crate) fn new<O: Observer>(base: Instant) -> Self {
         Tap {
             flags: AtomicU32::new(0),
             base,
@@ -305,7 +326,20 @@ impl Tap {
             body: AtomicU64::new(0),
             first_byte: AtomicU64::new(0),
             gate: Mutex::new(None),
+            hooks: AtomicPtr::new(std::ptr::null_mut()),
+            release: release_hooks::<O>,
         }
+    }
+
+    /// The hooks of the request the tap is armed for.
+    ///
+    /// # Safety
+    /// Only while the caller holds `BUSY` (set by a successful claim of an armed tap): the
+    /// pointer was stored before the flags were armed, and `disarm` neither clears nor
+    /// releases it until `BUSY` is cleared. `O` is the tap's client's observer.
+    unsafe fn hooks<O: Observer>(&self) -> &Hooks<O> {
+        // SAFETY: per the contract above, the pointer is a live `Arc<Hooks<O>>`.
+        unsafe { &*(self.hooks.load(Ordering::Relaxed) as *const Hooks<O>) }
     }
 
     fn gate(&self) -> std::sync::MutexGuard<'_, Option<Arc<Gate>>> {
@@ -336,7 +370,22 @@ impl Tap {
 
     /// Starts reporting for one request (whose body, if any, has not been handed yet). The
     /// tap is disarmed (a connection carries one request at a time).
-    pub(crate) fn arm(&self, ids: Ids, body_bytes: u64, gate: Option<Arc<Gate>>) {
+    pub(crate) fn arm<O: Observer>(
+        &self,
+        hooks: &Arc<Hooks<O>>,
+        ids: Ids,
+        body_bytes: u64,
+        gate: Option<Arc<Gate>>,
+    ) {
+        // Disarmed (checked by the caller's protocol: an attempt's `Armed` always disarms
+        // before its connection can carry another request), so no pointer is held.
+        let old = self
+            .hooks
+            .swap(Arc::into_raw(hooks.clone()) as *mut (), Ordering::Relaxed);
+        if !old.is_null() {
+            // SAFETY: a pointer left by an earlier arm of this tap, not released since.
+            unsafe { (self.release)(old) }
+        }
         self.request.store(ids.request.0, Ordering::Relaxed);
         self.connection
             .store(ids.connection.map_or(0, |c| c.0), Ordering::Relaxed);
@@ -382,6 +431,12 @@ impl Tap {
         };
         if was & EXPECT != 0 {
             *self.gate() = None;
+        }
+        // Disarmed and not BUSY: nobody reads the pointer any more.
+        let p = self.hooks.swap(std::ptr::null_mut(), Ordering::Relaxed);
+        if !p.is_null() {
+            // SAFETY: stored by `arm` from `Arc::into_raw`, released only here or in drop.
+            unsafe { (self.release)(p) }
         }
         Moments {
             headers_written: self.decode(&self.head),
@@ -432,9 +487,8 @@ impl Tap {
 pub(crate) struct Tapped<O> {
     pub(crate) stream: Stream,
     pub(crate) tap: Arc<Tap>,
-    /// Weak: the observer goes when the client goes, not when its last connection task ends
-    /// (upgraded only for the three moments of a request, not on every socket call).
-    pub(crate) hooks: Weak<Hooks<O>>,
+    /// The observer's type: the tap holds the client's hooks while armed.
+    pub(crate) observer: PhantomData<fn() -> O>,
 }
 
 impl<O: Observer> Tapped<O> {
@@ -446,21 +500,19 @@ impl<O: Observer> Tapped<O> {
             tap.flags.fetch_or(WROTE_AGAIN, Ordering::AcqRel);
             return;
         }
-        let hooks = &self.hooks;
         tap.once(HEAD, 0, |tap, flags| {
             let at = Instant::now();
             tap.head.store(tap.encode(at), Ordering::Relaxed);
             let carried = if flags & HANDED != 0 { CARRIED } else { 0 };
-            let Some(hooks) = hooks.upgrade() else {
-                return carried;
-            };
+            // SAFETY: inside `once`, which holds BUSY; the tap belongs to a client of `O`.
+            let hooks = unsafe { tap.hooks::<O>() };
             let ids = tap.ids();
             hooks
                 .observer
                 .headers_written(&ev!(HeadersWritten { at, ids }));
             if flags & EXPECT != 0 {
                 if let Some(gate) = &*tap.gate() {
-                    gate.start(&hooks, ids, at);
+                    gate.start(hooks, ids, at);
                 }
             }
             carried
@@ -469,7 +521,6 @@ impl<O: Observer> Tapped<O> {
 
     #[inline]
     fn flushed(&self) {
-        let hooks = &self.hooks;
         self.tap.once(BODY, HEAD | HANDED, |tap, flags| {
             // hyper flushes only once its buffer is written out: if the head's write was the
             // only one and the body had been handed over before it returned, that write
@@ -482,28 +533,27 @@ impl<O: Observer> Tapped<O> {
                 (at, tap.encode(at))
             };
             tap.body.store(v, Ordering::Relaxed);
-            if let Some(hooks) = hooks.upgrade() {
-                hooks.observer.body_written(&ev!(BodyWritten {
-                    at,
-                    ids: tap.ids(),
-                    bytes: tap.body_bytes.load(Ordering::Relaxed)
-                }));
-            }
+            // SAFETY: inside `once`, which holds BUSY; the tap belongs to a client of `O`.
+            let hooks = unsafe { tap.hooks::<O>() };
+            hooks.observer.body_written(&ev!(BodyWritten {
+                at,
+                ids: tap.ids(),
+                bytes: tap.body_bytes.load(Ordering::Relaxed)
+            }));
             0
         });
     }
 
     #[inline]
     fn read(&self) {
-        let hooks = &self.hooks;
         self.tap.once(FIRST_BYTE, 0, |tap, _| {
             let at = Instant::now();
             tap.first_byte.store(tap.encode(at), Ordering::Relaxed);
-            if let Some(hooks) = hooks.upgrade() {
-                hooks
-                    .observer
-                    .first_response_byte(&ev!(FirstResponseByte { at, ids: tap.ids() }));
-            }
+            // SAFETY: inside `once`, which holds BUSY; the tap belongs to a client of `O`.
+            let hooks = unsafe { tap.hooks::<O>() };
+            hooks
+                .observer
+                .first_response_byte(&ev!(FirstResponseByte { at, ids: tap.ids() }));
             0
         });
     }
@@ -630,7 +680,7 @@ mod tests {
     }
 
     /// The tap's moments through its socket-side calls, without a socket.
-    fn tapped(hooks: &Arc<Hooks<Names>>, tap: &Arc<Tap>) -> Tapped<Names> {
+    fn tapped(tap: &Arc<Tap>) -> Tapped<Names> {
         let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = std.local_addr().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -641,19 +691,19 @@ mod tests {
         Tapped {
             stream: Stream::Plain(tcp),
             tap: tap.clone(),
-            hooks: Arc::downgrade(hooks),
+            observer: PhantomData,
         }
     }
 
     #[test]
     fn a_tap_reports_each_moment_once_and_nothing_once_disarmed() {
         let hooks = Arc::new(Hooks::new(Names::default(), Interest::ALWAYS));
-        let tap = Arc::new(Tap::default());
-        let io = tapped(&hooks, &tap);
+        let tap = Arc::new(Tap::new::<Names>(Instant::now()));
+        let io = tapped(&tap);
         io.wrote();
         io.flushed();
         assert!(hooks.observer.0.lock().unwrap().is_empty(), "not armed");
-        tap.arm(ids(), 3, None);
+        tap.arm(&hooks, ids(), 3, None);
         io.flushed(); // nothing written yet, body not handed
         io.wrote();
         io.wrote();
@@ -669,12 +719,12 @@ mod tests {
         assert_eq!(*hooks.observer.0.lock().unwrap(), ["head", "body(3)"]);
         // A bodiless request whose head went out in one write: the body's moment is the
         // head's (no second clock read); with another write in between, it is its own.
-        tap.arm(ids(), 0, None);
+        tap.arm(&hooks, ids(), 0, None);
         io.wrote();
         io.flushed();
         let m = tap.disarm();
         assert_eq!(m.body_written, m.headers_written);
-        tap.arm(ids(), 0, None);
+        tap.arm(&hooks, ids(), 0, None);
         io.wrote();
         std::thread::sleep(std::time::Duration::from_millis(2));
         io.wrote();

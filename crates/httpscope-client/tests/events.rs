@@ -1362,3 +1362,26 @@ async fn on_a_multi_threaded_runtime_nothing_follows_a_request_end() {
     }
     log.assert_balanced();
 }
+
+#[tokio::test]
+async fn the_observer_goes_with_the_client() {
+    // Connection tasks outlive the client for a moment; they must not keep the observer.
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    read(&c, uri(addr, "/")).await.unwrap();
+    let (x, y) = tokio::join!(read(&c, uri(addr, "/slow/20")), read(&c, uri(addr, "/")));
+    x.unwrap();
+    y.unwrap();
+    assert_eq!(
+        std::sync::Arc::strong_count(&log.0),
+        2,
+        "ours and the client's"
+    );
+    drop(c);
+    assert_eq!(
+        std::sync::Arc::strong_count(&log.0),
+        1,
+        "the client's is gone"
+    );
+}

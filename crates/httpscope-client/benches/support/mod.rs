@@ -60,6 +60,13 @@ impl CountAll {
     }
 }
 
+/// An observer that wants every event and does nothing with them: the cost of the hooks
+/// themselves (clock reads, building events, the socket tap), without an observer's work.
+#[derive(Default)]
+pub struct DoNothing;
+
+impl Observer for DoNothing {}
+
 /// Every hook on, with a real recorder behind the metrics.
 pub type AllHooks = (CountAll, Metrics<PrometheusRecorder>);
 
@@ -77,6 +84,8 @@ pub enum Subject {
     AllHooks(Client<AllHooks>, Arc<prometheus_client::registry::Registry>),
     /// Breakdown: only the observer that counts every event (no metrics).
     CountOnly(Client<CountAll>),
+    /// Breakdown: an enabled observer that does nothing.
+    EmptyObserver(Client<DoNothing>),
     /// Breakdown: only the metrics with the Prometheus recorder.
     MetricsOnly(
         Client<Metrics<PrometheusRecorder>>,
@@ -124,6 +133,7 @@ impl Subject {
                 Client::builder().observer(m2).build().unwrap(),
                 Arc::new(r2),
             ),
+            Subject::EmptyObserver(Client::builder().observer(DoNothing).build().unwrap()),
         ]
     }
 
@@ -135,6 +145,7 @@ impl Subject {
             Subject::AllHooks(..) => "httpscope all hooks",
             Subject::CountOnly(_) => "(breakdown) counting observer only",
             Subject::MetricsOnly(..) => "(breakdown) metrics only",
+            Subject::EmptyObserver(_) => "(breakdown) enabled observer doing nothing",
         }
     }
 
@@ -158,6 +169,7 @@ impl Subject {
             Subject::AllHooks(c, _) => read(c, uri).await,
             Subject::CountOnly(c) => read(c, uri).await,
             Subject::MetricsOnly(c, _) => read(c, uri).await,
+            Subject::EmptyObserver(c) => read(c, uri).await,
         }
     }
 
