@@ -599,12 +599,14 @@ fn nginx_https_under_openssl_and_gnutls_clients_on_both_sides() {
         .unwrap();
     assert_eq!(post.request_bytes, 3);
 
-    // OpenSSL is hooked on its internal functions wherever they are found.
+    // OpenSSL is hooked on its internal functions and GnuTLS's sends on gnutls_record_send2
+    // wherever they are found.
     for l in &report.libraries {
-        if l.library == tls::event::Library::OpenSsl {
-            let inner = tls::hooks::openssl_internal(&l.path).is_some();
-            assert_eq!(l.internal, inner, "{l:?}");
-        }
+        let inner = match l.library {
+            tls::event::Library::OpenSsl => tls::hooks::openssl_internal(&l.path).is_some(),
+            tls::event::Library::GnuTls => tls::hooks::gnutls_send2(&l.path),
+        };
+        assert_eq!(l.internal, inner, "{l:?}");
     }
     // One attachment per library file, with every function hooked.
     let mut files: Vec<(u64, u64)> = report.libraries.iter().map(|l| l.file).collect();

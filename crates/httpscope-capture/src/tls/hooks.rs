@@ -16,7 +16,7 @@
 
 use std::path::Path;
 
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol, ObjectSymbolTable};
 
 /// File offsets of `ssl_read_internal` and `ssl_write_internal` in one libssl file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,9 +41,17 @@ fn call_after_prologue(code: &[u8], vaddr: u64) -> Option<u64> {
 }
 
 fn call_at(code: &[u8], vaddr: u64, i: usize) -> Option<u64> {
-    if *code.get(i)? != 0xe8 {
-        return None;
-    }
+    (*code.get(i)? == 0xe8).then_some(())?;
+    rel32_at(code, vaddr, i)
+}
+
+/// The target of a `call rel32` or `jmp rel32` at `code[i]`.
+fn call_or_jmp_at(code: &[u8], vaddr: u64, i: usize) -> Option<u64> {
+    matches!(*code.get(i)?, 0xe8 | 0xe9).then_some(())?;
+    rel32_at(code, vaddr, i)
+}
+
+fn rel32_at(code: &[u8], vaddr: u64, i: usize) -> Option<u64> {
     let rel = i32::from_le_bytes(code.get(i + 1..i + 5)?.try_into().ok()?);
     vaddr
         .checked_add(i as u64 + 5)?
@@ -57,6 +65,66 @@ fn calls(code: &[u8], vaddr: u64, target: u64) -> bool {
 
 /// Bytes of a function's start looked at.
 const WINDOW: usize = 96;
+
+/// Whether GnuTLS's `gnutls_record_send` is a tail call to `gnutls_record_send2` (directly or
+/// through its PLT slot), as in GnuTLS >= 3.6.3. Then the send probe goes on
+/// `gnutls_record_send2`, whose first instruction is a `push` (emulated, cheap) where
+/// `gnutls_record_send` starts with an `xor` (single-stepped), and which also sees programs
+/// that call `gnutls_record_send2` themselves; each send is still seen once.
+pub fn gnutls_send2(path: &Path) -> bool {
+    gnutls_send2_inner(path).unwrap_or(false)
+}
+
+fn gnutls_send2_inner(path: &Path) -> Option<bool> {
+    let data = std::fs::read(path).ok()?;
+    let file = object::File::parse(&*data).ok()?;
+    let find = |name: &str| {
+        file.dynamic_symbols()
+            .find(|s| s.is_definition() && s.name() == Ok(name))
+    };
+    let send = find("gnutls_record_send")?;
+    let send2 = find("gnutls_record_send2")?.address();
+    let bytes_at = |vaddr: u64, len: u64| -> Option<&[u8]> {
+        file.sections().find_map(|s| {
+            let (off, size) = s.file_range()?;
+            let rel = vaddr.checked_sub(s.address())?;
+            if rel >= size {
+                return None;
+            }
+            let start = usize::try_from(off + rel).ok()?;
+            let end = usize::try_from(off + size.min(rel + len)).ok()?;
+            data.get(start..end)
+        })
+    };
+    let code = bytes_at(send.address(), 16)?;
+    // The GOT slot that a PLT stub `jmp *disp32(%rip)` jumps through.
+    let plt_slot = |stub: u64| -> Option<u64> {
+        let b = bytes_at(stub, 6)?;
+        if b.get(..2)? != [0xff, 0x25] {
+            return None;
+        }
+        let disp = i32::from_le_bytes(b.get(2..6)?.try_into().ok()?);
+        (stub + 6).checked_add_signed(i64::from(disp))
+    };
+    let slot_is_send2 = |slot: u64| -> bool {
+        let Some(relocs) = file.dynamic_relocations() else {
+            return false;
+        };
+        let Some(symbols) = file.dynamic_symbol_table() else {
+            return false;
+        };
+        relocs.into_iter().any(|(at, r)| {
+            at == slot
+                && matches!(r.target(), object::RelocationTarget::Symbol(i)
+                    if symbols.symbol_by_index(i).ok().and_then(|s| s.name().ok())
+                        == Some("gnutls_record_send2"))
+        })
+    };
+    Some((0..code.len()).any(|i| {
+        call_or_jmp_at(code, send.address(), i)
+            .is_some_and(|t| t == send2 || plt_slot(t).is_some_and(slot_is_send2))
+    }))
+}
 
 /// Finds the internal functions in the libssl at `path`; `None` when the file does not
 /// have the expected shape (then the public functions are hooked).
@@ -133,6 +201,17 @@ mod tests {
             None,
             "underflow"
         );
+    }
+
+    #[test]
+    fn system_libgnutls_if_present() {
+        // Debian 12's GnuTLS 3.7: gnutls_record_send jumps to gnutls_record_send2@plt.
+        let p = Path::new("/usr/lib/x86_64-linux-gnu/libgnutls.so.30");
+        if p.exists() {
+            assert!(gnutls_send2(p));
+        }
+        assert!(!gnutls_send2(Path::new("/nonexistent")));
+        assert!(openssl_internal(Path::new("/nonexistent")).is_none());
     }
 
     #[test]

@@ -102,8 +102,9 @@ pub struct TlsConfig {
     pub library_dirs: Vec<PathBuf>,
     /// The most library files attached (default 256); more are counted and skipped.
     pub max_libraries: usize,
-    /// Hook OpenSSL's internal read/write functions when they can be found (default true:
-    /// much cheaper on virtual machines, see [`hooks`]); false hooks the public functions.
+    /// Hook the functions that the public ones call when they can be found (OpenSSL's internal
+    /// read/write functions, GnuTLS's `gnutls_record_send2`; default true: much cheaper on
+    /// virtual machines, see [`hooks`]); false hooks the public functions.
     pub openssl_internal: bool,
     /// Also capture this process's own TLS calls (default false).
     pub include_self: bool,
@@ -194,8 +195,8 @@ pub struct AttachedLibrary {
     pub file: (u64, u64),
     /// The functions whose calls are seen (entry and return).
     pub symbols: Vec<&'static str>,
-    /// OpenSSL: the probes sit on the internal functions that `SSL_read`/`SSL_read_ex` and
-    /// `SSL_write`/`SSL_write_ex` share (cheaper, see [`hooks`]), not on the public ones.
+    /// Some probes sit on functions that the public ones call (cheaper, see [`hooks`]):
+    /// OpenSSL's internal read/write functions, GnuTLS's `gnutls_record_send2`.
     pub internal: bool,
     /// Why some functions could not be hooked (missing symbols, ...), one line each.
     pub errors: Vec<String>,
@@ -470,8 +471,15 @@ fn attach_library(bpf: &mut Ebpf, c: &Candidate, openssl_internal: bool) -> Atta
             }
         }
     }
+    let send2 = c.library == Library::GnuTls && openssl_internal && hooks::gnutls_send2(&c.path);
     for &(symbol, entry) in c.library.symbols() {
-        match attach_point(bpf, &c.path, || UProbeAttachLocation::Symbol(symbol), entry) {
+        let at = if send2 && symbol == "gnutls_record_send" {
+            lib.internal = true;
+            "gnutls_record_send2"
+        } else {
+            symbol
+        };
+        match attach_point(bpf, &c.path, || UProbeAttachLocation::Symbol(at), entry) {
             Ok(_) => lib.symbols.push(symbol),
             Err(e) => lib.errors.push(format!("{symbol}: {e}")),
         }
