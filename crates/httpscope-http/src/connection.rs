@@ -46,10 +46,26 @@ enum State {
 /// will sit here beside HTTP/1 without changing the sources' calls.
 #[derive(Debug)]
 pub struct Connection {
+    ends: Ends,
+    state: State,
+}
+
+/// What the parser reads on every call, kept apart from the state it changes.
+#[derive(Debug)]
+struct Ends {
     tuple: ConnTuple,
     meta: ConnMeta,
     cfg: Config,
-    state: State,
+}
+
+impl Ends {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            tuple: &self.tuple,
+            meta: &self.meta,
+            cfg: &self.cfg,
+        }
+    }
 }
 
 impl Connection {
@@ -66,9 +82,11 @@ impl Connection {
             State::Http1(Box::new(Http1::mid_stream()))
         };
         Connection {
-            tuple,
-            meta,
-            cfg: cfg.clone(),
+            ends: Ends {
+                tuple,
+                meta,
+                cfg: cfg.clone(),
+            },
             state,
         }
     }
@@ -82,11 +100,7 @@ impl Connection {
         }
         match &mut self.state {
             State::Http1(h) => {
-                let ctx = Ctx {
-                    tuple: &self.tuple,
-                    meta: &self.meta,
-                    cfg: &self.cfg,
-                };
+                let ctx = self.ends.ctx();
                 h.feed(dir, ts_ns, data, &ctx, out);
                 self.check_exit(out);
             }
@@ -151,11 +165,7 @@ impl Connection {
     ) {
         out.stats.http1_connections += 1;
         let mut h = Box::new(Http1::at_start(dir, kind));
-        let ctx = Ctx {
-            tuple: &self.tuple,
-            meta: &self.meta,
-            cfg: &self.cfg,
-        };
+        let ctx = self.ends.ctx();
         if let Some((buf, len)) = held {
             h.feed(dir, start_ts, &buf[..len], &ctx, out);
         }
@@ -168,7 +178,7 @@ impl Connection {
         if let State::Http1(h) = &self.state {
             if h.exit().is_some() {
                 // The parser is dropped below: what it still holds leaves the budget.
-                self.cfg.head_budget.give_back(h.held());
+                self.ends.cfg.head_budget.give_back(h.held());
             }
             match h.exit() {
                 None => {}
@@ -196,11 +206,7 @@ impl Connection {
         }
         match &mut self.state {
             State::Http1(h) => {
-                let ctx = Ctx {
-                    tuple: &self.tuple,
-                    meta: &self.meta,
-                    cfg: &self.cfg,
-                };
+                let ctx = self.ends.ctx();
                 h.gap(dir, ts_ns, len, &ctx, out);
                 self.check_exit(out);
             }
@@ -219,13 +225,9 @@ impl Connection {
     /// calls are ignored.
     pub fn close(&mut self, ts_ns: u64, out: &mut Output) {
         if let State::Http1(h) = &mut self.state {
-            let ctx = Ctx {
-                tuple: &self.tuple,
-                meta: &self.meta,
-                cfg: &self.cfg,
-            };
+            let ctx = self.ends.ctx();
             h.close(ts_ns, &ctx, out);
-            self.cfg.head_budget.give_back(h.held());
+            self.ends.cfg.head_budget.give_back(h.held());
         }
         self.state = State::Closed;
     }
@@ -248,12 +250,12 @@ impl Connection {
 
     /// The connection's tuple.
     pub fn tuple(&self) -> ConnTuple {
-        self.tuple
+        self.ends.tuple
     }
 
     /// The source-supplied description of the connection.
     pub fn meta(&self) -> &ConnMeta {
-        &self.meta
+        &self.ends.meta
     }
 }
 
@@ -262,7 +264,7 @@ impl Drop for Connection {
     /// bytes back to the shared budget.
     fn drop(&mut self) {
         if let State::Http1(h) = &self.state {
-            self.cfg.head_budget.give_back(h.held());
+            self.ends.cfg.head_budget.give_back(h.held());
         }
     }
 }
