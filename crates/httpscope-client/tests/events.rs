@@ -1385,3 +1385,32 @@ async fn the_observer_goes_with_the_client() {
         "the client's is gone"
     );
 }
+
+#[tokio::test]
+async fn without_an_observer_the_body_still_waits_for_100_continue() {
+    let (addr, mut gaps) = expect_server(ExpectMode::Silent).await;
+    let c = Client::builder()
+        .expect_continue_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let res = c
+        .send(post_expecting_continue(uri(addr, "/")))
+        .await
+        .unwrap();
+    assert_eq!(&res.into_body().bytes().await.unwrap()[..], b"ok");
+    let gap = gaps.recv().await.unwrap();
+    assert!(gap >= Duration::from_millis(250), "body sent after {gap:?}");
+    // A server that answers 100: no wait for the timeout.
+    let addr = server(true).await;
+    let c = Client::builder()
+        .expect_continue_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let started = Instant::now();
+    let res = c
+        .send(post_expecting_continue(uri(addr, "/")))
+        .await
+        .unwrap();
+    assert_eq!(&res.into_body().bytes().await.unwrap()[..], b"hello");
+    assert!(started.elapsed() < Duration::from_secs(3));
+}
