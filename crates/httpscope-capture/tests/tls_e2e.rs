@@ -223,6 +223,12 @@ impl Nginx {
         assert!(out.status.success(), "openssl req: {out:?}");
         let port = free_port();
         let d = dir.display();
+        // IPv6 loopback too, when this host has it.
+        let v6 = if std::net::TcpListener::bind(("::1", port)).is_ok() {
+            format!("listen [::1]:{port} ssl;")
+        } else {
+            String::new()
+        };
         let conf = format!(
             "worker_processes 1;\n\
              pid {d}/nginx.pid;\n\
@@ -238,6 +244,7 @@ impl Nginx {
                scgi_temp_path {d}/tmp/scgi;\n\
                server {{\n\
                  listen 127.0.0.1:{port} ssl;\n\
+                 {v6}\n\
                  ssl_certificate {d}/cert.pem;\n\
                  ssl_certificate_key {d}/key.pem;\n\
                  root {d}/www;\n\
@@ -473,6 +480,26 @@ fn nginx_https_under_openssl_and_gnutls_clients_on_both_sides() {
         path: "/index.html",
         status: 200,
     });
+    // IPv6 loopback.
+    if std::net::TcpStream::connect(("::1", port)).is_ok() {
+        let mut c = Command::new("curl");
+        c.args([
+            "-sk",
+            "-o",
+            "/dev/null",
+            &format!("https://[::1]:{port}/v6"),
+        ]);
+        expect.push(Expect {
+            client_pid: run(c, None),
+            client_comm: "curl",
+            library: "openssl",
+            method: Method::Get,
+            path: "/v6",
+            status: 404,
+        });
+    } else {
+        eprintln!("no IPv6 loopback: IPv4 only");
+    }
     // GnuTLS.
     let mut c = Command::new("gnutls-cli");
     c.args(["--insecure", "-p", &port.to_string(), "127.0.0.1"]);
@@ -584,6 +611,13 @@ fn nginx_https_under_openssl_and_gnutls_clients_on_both_sides() {
             Some(e.client_comm)
         );
         assert_eq!(tls_library(c[0]), Some(e.library), "{:?}", c[0]);
+    }
+    if let Some(v6) = server.iter().find(|t| t.path == "/v6") {
+        assert!(
+            v6.server
+                .is_some_and(|a| a.is_ipv6() && a.ip().is_loopback()),
+            "{v6:?}"
+        );
     }
     // Both sides of one exchange agree on the tuple and the sizes.
     let big_c = client.iter().find(|t| t.path == "/big.bin").unwrap();
