@@ -7,6 +7,7 @@
 #   WATCH_PORT=1 ...  attach with a port filter that matches nothing: the probes fire (and the
 #                     uprobe traps cost what they cost) but no event is copied or sent
 #   NO_BUILD=1 ...    use the tls_watch binary already built (WATCH=path to choose another)
+#   SIZE=16384 ...    size of the served file in bytes (default 612)
 #
 # nginx (Debian nginx-light, OpenSSL, 1 worker) serves a 612-byte index.html over TLS on
 # 127.0.0.1 with a certificate made here; each round runs `wrk -t2 -c32 -d10s https://...`
@@ -35,7 +36,7 @@ DIR=$(mktemp -d /tmp/hs-tls-bench.XXXXXX)
 chmod 755 "$DIR" # nginx workers do not run as root
 PORT=${PORT:-18443}
 mkdir -p "$DIR/www" "$DIR/tmp"
-head -c 612 /dev/zero | tr '\0' n > "$DIR/www/index.html"
+head -c "${SIZE:-612}" /dev/zero | tr '\0' n > "$DIR/www/index.html"
 openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 \
   -keyout "$DIR/key.pem" -out "$DIR/cert.pem" 2>/dev/null
 chmod 644 "$DIR/key.pem"
