@@ -836,3 +836,91 @@ fn memory_bio_engine_is_reported_without_addresses() {
     assert_eq!(server[0].server.map(|a| a.port()), Some(port));
     assert_gone(&report.program_ids, &report.map_ids);
 }
+
+/// python3 loads its own copy of libssl, which is then deleted (as a package upgrade does
+/// under a running program) before the capture starts; then it makes one request.
+const PY_DELETED: &str = r#"
+import ssl, sys, urllib.request, urllib.error
+print("ready", flush=True)
+sys.stdin.readline()
+ctx = ssl._create_unverified_context()
+try:
+    urllib.request.urlopen(f"https://127.0.0.1:{sys.argv[1]}/deleted", context=ctx)
+except urllib.error.HTTPError as e:
+    assert e.code == 404, e.code
+"#;
+
+#[test]
+fn deleted_library_of_a_running_program_is_attached_through_map_files() {
+    require!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(system_ssl) = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/lib64/libssl.so.3",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists()) else {
+        eprintln!("skipping: no libssl.so.3 to copy");
+        return;
+    };
+    let nginx = Nginx::start();
+    let port = nginx.port;
+    let libdir = nginx.dir.join("gone");
+    std::fs::create_dir_all(&libdir).unwrap();
+    std::fs::copy(&system_ssl, libdir.join("libssl.so.3")).unwrap();
+    let mut py = Command::new("python3")
+        .env("LD_LIBRARY_PATH", &libdir)
+        .args(["-c", PY_DELETED, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(py.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    std::fs::remove_dir_all(&libdir).unwrap();
+    let mut tls_cap = start_tls(TlsConfig {
+        ports: vec![port],
+        ..TlsConfig::default()
+    });
+    py.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = py.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "python did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    tls_cap.collect_until(Duration::from_secs(20), |t| {
+        t.iter().filter(|t| t.path == "/deleted").count() >= 2
+    });
+    let (txs, report) = tls_cap.finish();
+    let report = report.expect("tls capture failed");
+    assert!(
+        report.libraries.iter().any(|l| l
+            .path
+            .to_string_lossy()
+            .contains(&format!("/proc/{}/map_files/", py.id()))
+            && l.symbols.len() == 4),
+        "{:#?}",
+        report.libraries
+    );
+    assert!(
+        txs.iter().any(|t| t.path == "/deleted"
+            && t.side == Some(Side::Client)
+            && t.pid == Some(py.id())
+            && t.status == Some(404)),
+        "{txs:#?}"
+    );
+    assert_gone(&report.program_ids, &report.map_ids);
+}

@@ -41,10 +41,24 @@ pub const LIBRARY_DIRS: &[&str] = &[
     "/usr/local/lib64",
 ];
 
-/// The TLS library paths in the text of a `/proc/<pid>/maps` file (each once, in order).
-/// Lines that do not parse, anonymous mappings and deleted files are skipped.
-pub fn tls_paths_in_maps(maps: &[u8]) -> Vec<(Library, &[u8])> {
-    let mut out: Vec<(Library, &[u8])> = Vec::new();
+/// A TLS library mapping found in a `/proc/<pid>/maps` file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mapping<'a> {
+    /// Which library.
+    pub library: Library,
+    /// Its path as the process saw it when mapping it (without ` (deleted)`).
+    pub path: &'a [u8],
+    /// The mapping's address range (names its `/proc/<pid>/map_files` entry).
+    pub range: (u64, u64),
+    /// The file was deleted or replaced since (a package upgrade under a running program): it
+    /// is opened through `/proc/<pid>/map_files`, as the path names another file or none.
+    pub deleted: bool,
+}
+
+/// The TLS library mappings in the text of a `/proc/<pid>/maps` file (each path once, in
+/// order). Lines that do not parse and anonymous mappings are skipped.
+pub fn tls_paths_in_maps(maps: &[u8]) -> Vec<Mapping<'_>> {
+    let mut out: Vec<Mapping<'_>> = Vec::new();
     for line in maps.split(|&b| b == b'\n') {
         // address perms offset dev inode pathname: the path starts after five fields.
         let mut rest = line;
@@ -62,19 +76,41 @@ pub fn tls_paths_in_maps(maps: &[u8]) -> Vec<(Library, &[u8])> {
         if !ok {
             continue;
         }
-        let path = trim_start(rest);
-        if !path.starts_with(b"/") || path.ends_with(b" (deleted)") {
+        let mut path = trim_start(rest);
+        let deleted = path.ends_with(b" (deleted)");
+        if deleted {
+            path = &path[..path.len() - b" (deleted)".len()];
+        }
+        if !path.starts_with(b"/") {
             continue;
         }
         let name = path.rsplit(|&b| b == b'/').next().unwrap_or(path);
-        let Some(lib) = Library::from_file_name(name) else {
+        let Some(library) = Library::from_file_name(name) else {
             continue;
         };
-        if !out.iter().any(|(_, p)| *p == path) {
-            out.push((lib, path));
+        let Some(range) = parse_range(line) else {
+            continue;
+        };
+        if !out.iter().any(|m| m.path == path) {
+            out.push(Mapping {
+                library,
+                path,
+                range,
+                deleted,
+            });
         }
     }
     out
+}
+
+fn parse_range(line: &[u8]) -> Option<(u64, u64)> {
+    let field = line.split(|&b| b == b' ').next()?;
+    let text = std::str::from_utf8(field).ok()?;
+    let (a, b) = text.split_once('-')?;
+    Some((
+        u64::from_str_radix(a, 16).ok()?,
+        u64::from_str_radix(b, 16).ok()?,
+    ))
 }
 
 fn trim_start(b: &[u8]) -> &[u8] {
@@ -94,12 +130,20 @@ pub fn in_process(pid: u32) -> Vec<Candidate> {
     };
     tls_paths_in_maps(&maps)
         .into_iter()
-        .filter_map(|(library, p)| {
-            let mut path = PathBuf::from(format!("/proc/{pid}/root"));
-            path.push(Path::new(OsStr::from_bytes(&p[1..])));
+        .filter_map(|m| {
+            let path = if m.deleted {
+                PathBuf::from(format!(
+                    "/proc/{pid}/map_files/{:x}-{:x}",
+                    m.range.0, m.range.1
+                ))
+            } else {
+                let mut path = PathBuf::from(format!("/proc/{pid}/root"));
+                path.push(Path::new(OsStr::from_bytes(&m.path[1..])));
+                path
+            };
             let file = identity(&path)?;
             Some(Candidate {
-                library,
+                library: m.library,
                 path,
                 file,
             })
@@ -183,11 +227,24 @@ garbage line
         assert_eq!(
             found,
             vec![
-                (
-                    Library::OpenSsl,
-                    &b"/usr/lib/x86_64-linux-gnu/libssl.so.3"[..]
-                ),
-                (Library::GnuTls, &b"/opt/my app/lib/libgnutls.so.30"[..]),
+                Mapping {
+                    library: Library::OpenSsl,
+                    path: b"/usr/lib/x86_64-linux-gnu/libssl.so.3",
+                    range: (0x7f1a2d200000, 0x7f1a2d21f000),
+                    deleted: false,
+                },
+                Mapping {
+                    library: Library::GnuTls,
+                    path: b"/opt/my app/lib/libgnutls.so.30",
+                    range: (0x7f1a2d600000, 0x7f1a2d700000),
+                    deleted: false,
+                },
+                Mapping {
+                    library: Library::OpenSsl,
+                    path: b"/tmp/libssl.so.1.1",
+                    range: (0x7f1a2da00000, 0x7f1a2db00000),
+                    deleted: true,
+                },
             ]
         );
         assert!(tls_paths_in_maps(b"").is_empty());
