@@ -8,6 +8,7 @@
 //! whose socket closed are closed after a short linger (events of the last syscalls may still
 //! be in the ring buffer behind the close).
 
+use std::collections::hash_map::Entry;
 use std::time::Duration;
 
 use httpscope_http::{Config, ConnMeta, Connection, Direction, Endpoint, Output};
@@ -94,34 +95,32 @@ impl Streams {
             return;
         }
         stats.bytes += ev.payload().len() as u64;
-        if !self.map.contains_key(&cookie) {
-            if self.map.len() >= self.max_connections {
-                stats.dropped.inc(DropReason::ConnectionLimit);
-                return;
-            }
-            let meta = ConnMeta {
-                source: self.source,
-                pid: Some(ev.tgid()),
-                comm: Some(ev.comm()),
-                observer: Some(Endpoint::Src),
-                wall_offset_ns: self.wall_offset_ns,
-                from_start: ev.flags() & FLAG_FROM_START != 0,
-                tags: self.tags.clone(),
-            };
-            let tuple = ConnTuple::new(ev.local(), ev.remote());
-            let conn = Connection::new(tuple, meta, &self.cfg);
-            self.map.insert(
-                cookie,
-                Stream {
-                    conn,
+        // One hash lookup per event (entry), not contains_key + insert + get_mut.
+        let full = self.map.len() >= self.max_connections;
+        let s = match self.map.entry(cookie) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => {
+                if full {
+                    stats.dropped.inc(DropReason::ConnectionLimit);
+                    return;
+                }
+                let meta = ConnMeta {
+                    source: self.source,
+                    pid: Some(ev.tgid()),
+                    comm: Some(ev.comm()),
+                    observer: Some(Endpoint::Src),
+                    wall_offset_ns: self.wall_offset_ns,
+                    from_start: ev.flags() & FLAG_FROM_START != 0,
+                    tags: self.tags.clone(),
+                };
+                let tuple = ConnTuple::new(ev.local(), ev.remote());
+                self.opened += 1;
+                v.insert(Stream {
+                    conn: Connection::new(tuple, meta, &self.cfg),
                     last_ns: ts,
                     closed_at: None,
-                },
-            );
-            self.opened += 1;
-        }
-        let Some(s) = self.map.get_mut(&cookie) else {
-            return;
+                })
+            }
         };
         s.last_ns = s.last_ns.max(ts);
         let dir = match ev.dir() {
