@@ -8,6 +8,8 @@
 #   PERF=1 ...        perf record -a (cpu-clock) during monitored runs; prints the BPF programs'
 #                     and their helpers' share of all samples
 #
+# Ends with a summary line: medians over the rounds, kernel losses, and whether every request
+# nginx logged was counted.
 # nginx (Debian nginx-light, 1 worker) serves a 612-byte index.html on 127.0.0.1; each round
 # runs `wrk -t2 -c32 -d10s` once without and once with the capture attached (the
 # ebpf_watch example, release build, filtered on nginx's port, as `httpscope watch --source
@@ -57,7 +59,9 @@ for r in $(seq 1 "$ROUNDS"); do
   APPON=$(percpu "$DIR/mon.txt" "$DIR/mon.time" "$(echo "$C1 $C0" | awk '{print $1 - $2}')")
   if [ -n "${BPF_STATS:-}" ]; then
     # name run_time_ns run_cnt, one line per hs_ program
-    bpftool prog show | awk '{for (i=1;i<NF;i++) {if ($i=="name") n=$(i+1); if ($i=="run_time_ns") t=$(i+1); if ($i=="run_cnt") c=$(i+1)}} n ~ /^hs_/ && c != "" {print n, t, c} {n=""; t=""; c=""}' > "$DIR/progs.txt"
+    # only this capture's programs (others may be attached on a shared host)
+    IDS=$(cat /proc/$WPID/fdinfo/* 2>/dev/null | awk '$1 == "prog_id:" {print $2}' | sort -u | tr '\n' ' ')
+    for id in $IDS; do bpftool prog show id "$id"; done | awk '{for (i=1;i<NF;i++) {if ($i=="name") n=$(i+1); if ($i=="run_time_ns") t=$(i+1); if ($i=="run_cnt") c=$(i+1)}} n ~ /^hs_/ && c != "" {print n, t, c} {n=""; t=""; c=""}' > "$DIR/progs.txt"
     KNS=$(awk '{t += $2} END {print t+0}' "$DIR/progs.txt")
     sysctl -qw kernel.bpf_stats_enabled=0
   fi
@@ -73,6 +77,7 @@ for r in $(seq 1 "$ROUNDS"); do
   RATIO=$(awk -v m="$MON" -v b="$BASE" 'BEGIN { printf "%.3f", m / b }')
   printf '%-6s %-10s %12s %12s %10s %10s %12s %10s %14s\n' "$r" on "$MON" "$TX(srv $SRV)" "$LOGGED" "$LOST" "$PER" "$RATIO" "$APPON"
   echo "  ebpf_watch: $OUT"
+  echo "$RATIO $PER $APPOFF $APPON $LOST $SRV $LOGGED" >> "$DIR/summary.txt"
   if [ -n "${BPF_STATS:-}" ]; then
     awk -v k="$KNS" -v n="$LOGGED" 'BEGIN { printf "  in-kernel: %.0f ns of BPF programs per request (both sides)\n", k / n }'
     awk -v n="$LOGGED" '$3 > 0 { printf "    %-14s %8.2f runs/request %6.0f ns/run %6.0f ns/request\n", $1, $3 / n, $2 / $3, $2 / n }' "$DIR/progs.txt"
@@ -82,3 +87,12 @@ for r in $(seq 1 "$ROUNDS"); do
       awk '/%/ && /bpf_|ringbuf|probe_read|copy_from_user|sk_storage|ktime|__htab|htab_map/ {print "   ", $0}' | head -25
   fi
 done
+# Medians over the rounds, and the two exact checks.
+med() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+col() { awk -v c="$1" '{ print $c }' "$DIR/summary.txt" | med; }
+echo
+echo "summary over $ROUNDS rounds: on/off rate median $(col 1) (target >= 0.97)," \
+  "capture CPU $(col 2) us/transaction median (target <= 1)," \
+  "nginx+wrk CPU per request median $(col 3) -> $(col 4) us"
+awk '{ lost += $5; if ($6 != $7) bad++ } END {
+  printf "kernel lost events: %d (target 0); rounds where server-side transactions != nginx log lines: %d (target 0)\n", lost, bad + 0 }' "$DIR/summary.txt"
