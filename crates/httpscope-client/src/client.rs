@@ -836,7 +836,7 @@ impl<O: Observer> Client<O> {
                 ids,
             };
             if let Some(tap) = &armed.tap {
-                tap.arm(&inner.hooks, ids, req.body().len(), gate.clone());
+                tap.arm(ids, req.body().len(), gate.clone());
             }
             let send = conn.tx.try_send_request(req);
             let sent = match &gate {
@@ -1215,12 +1215,8 @@ impl<O: Observer> Client<O> {
         // Only an observing client wraps the socket; `O::ENABLED` is a constant, so a `Noop`
         // client does not even compile the wrapper in.
         let (tx, tap) = if O::ENABLED && hooks.on() {
-            let tap = Arc::new(Tap::new::<O>(Instant::now()));
-            let io = Tapped::<O> {
-                stream,
-                tap: tap.clone(),
-                observer: std::marker::PhantomData,
-            };
+            let tap = Arc::new(Tap::new(Instant::now()));
+            let io = Tapped::new(stream, tap.clone(), Arc::downgrade(hooks));
             let (tx, driver) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
                 .map_err(|e| Error::Http(HttpError(e)))?;

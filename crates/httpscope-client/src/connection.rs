@@ -9,12 +9,10 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::marker::PhantomData;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::AtomicPtr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -263,7 +261,11 @@ const CARRIED: u32 = 256;
 /// then one release store of the flags; each moment is claimed by one compare-and-swap that
 /// also sets `BUSY` while its event is emitted; disarming swaps the flags to zero once no
 /// emission is in progress, so no event of a request can follow its disarm. Only the
-/// connection task sets `BUSY`, and only it changes the flags while `BUSY` is set.
+/// connection task sets `BUSY`, and only it changes the flags while `BUSY` is set; `BUSY` is
+/// cleared also when the observer panics (else the disarm would wait forever).
+///
+/// The tap holds no observer: the connection task's [`Tapped`] does (see there), so the tap
+/// needs no `unsafe` and no reference count changes hands at arm or disarm.
 #[derive(Debug)]
 pub(crate) struct Tap {
     flags: AtomicU32,
@@ -278,20 +280,6 @@ pub(crate) struct Tap {
     first_byte: AtomicU64,
     /// Touched only for requests that wait for `100 Continue`.
     gate: Mutex<Option<Arc<Gate>>>,
-    /// While armed: a strong `Arc<Hooks<O>>` of the client that armed it, as a raw pointer
-    /// (the tap is not generic; its `Tapped<O>` is). Taken at arm, given back at disarm: two
-    /// reference-count changes per request, where upgrading a `Weak` at each moment would
-    /// take six, and the observer still goes away with its client.
-    hooks: AtomicPtr<()>,
-    /// Drops the `Arc<Hooks<O>>` behind `hooks` (`release_hooks::<O>` of the tap's client).
-    release: unsafe fn(*mut ()),
-}
-
-/// # Safety
-/// `p` comes from `Arc::<Hooks<O>>::into_raw` and is released once.
-unsafe fn release_hooks<O: Observer>(p: *mut ()) {
-    // SAFETY: per the contract above.
-    drop(unsafe { Arc::from_raw(p as *const Hooks<O>) });
 }
 
 /// The moments a tap saw for one request.
@@ -302,19 +290,9 @@ pub(crate) struct Moments {
     pub(crate) first_byte: Option<Instant>,
 }
 
-impl Drop for Tap {
-    fn drop(&mut self) {
-        let p = *self.hooks.get_mut();
-        if !p.is_null() {
-            // SAFETY: set by `arm` from `Arc::into_raw` with this tap's `O`, not yet released.
-            unsafe { (self.release)(p) }
-        }
-    }
-}
-
 impl Tap {
-    /// A tap for a connection of a client observed by `O` (and only ever armed by it).
-    pub(crate) fn new<O: Observer>(base: Instant) -> Self {
+    /// A tap for one connection; moments are stored relative to `base`.
+    pub(crate) fn new(base: Instant) -> Self {
         Tap {
             flags: AtomicU32::new(0),
             base,
@@ -326,20 +304,7 @@ impl Tap {
             body: AtomicU64::new(0),
             first_byte: AtomicU64::new(0),
             gate: Mutex::new(None),
-            hooks: AtomicPtr::new(std::ptr::null_mut()),
-            release: release_hooks::<O>,
         }
-    }
-
-    /// The hooks of the request the tap is armed for.
-    ///
-    /// # Safety
-    /// Only while the caller holds `BUSY` (set by a successful claim of an armed tap): the
-    /// pointer was stored before the flags were armed, and `disarm` neither clears nor
-    /// releases it until `BUSY` is cleared. `O` is the tap's client's observer.
-    unsafe fn hooks<O: Observer>(&self) -> &Hooks<O> {
-        // SAFETY: per the contract above, the pointer is a live `Arc<Hooks<O>>`.
-        unsafe { &*(self.hooks.load(Ordering::Relaxed) as *const Hooks<O>) }
     }
 
     fn gate(&self) -> std::sync::MutexGuard<'_, Option<Arc<Gate>>> {
@@ -370,22 +335,7 @@ impl Tap {
 
     /// Starts reporting for one request (whose body, if any, has not been handed yet). The
     /// tap is disarmed (a connection carries one request at a time).
-    pub(crate) fn arm<O: Observer>(
-        &self,
-        hooks: &Arc<Hooks<O>>,
-        ids: Ids,
-        body_bytes: u64,
-        gate: Option<Arc<Gate>>,
-    ) {
-        // Disarmed (checked by the caller's protocol: an attempt's `Armed` always disarms
-        // before its connection can carry another request), so no pointer is held.
-        let old = self
-            .hooks
-            .swap(Arc::into_raw(hooks.clone()) as *mut (), Ordering::Relaxed);
-        if !old.is_null() {
-            // SAFETY: a pointer left by an earlier arm of this tap, not released since.
-            unsafe { (self.release)(old) }
-        }
+    pub(crate) fn arm(&self, ids: Ids, body_bytes: u64, gate: Option<Arc<Gate>>) {
         self.request.store(ids.request.0, Ordering::Relaxed);
         self.connection
             .store(ids.connection.map_or(0, |c| c.0), Ordering::Relaxed);
@@ -432,12 +382,6 @@ impl Tap {
         if was & EXPECT != 0 {
             *self.gate() = None;
         }
-        // Disarmed and not BUSY: nobody reads the pointer any more.
-        let p = self.hooks.swap(std::ptr::null_mut(), Ordering::Relaxed);
-        if !p.is_null() {
-            // SAFETY: stored by `arm` from `Arc::into_raw`, released only here or in drop.
-            unsafe { (self.release)(p) }
-        }
         Moments {
             headers_written: self.decode(&self.head),
             body_written: self.decode(&self.body),
@@ -476,9 +420,25 @@ impl Tap {
                 Err(now) => flags = now,
             }
         }
-        let extra = f(self, flags);
-        // Nobody else changes the flags while BUSY is set.
-        self.flags.store(flags | bit | extra, Ordering::Release);
+        // Nobody else changes the flags while BUSY is set. The claim clears it also if `f`
+        // unwinds (an observer's panic), so a disarm never waits for an emission that ended.
+        let mut claim = Claim {
+            flags: &self.flags,
+            value: flags | bit,
+        };
+        claim.value |= f(self, flags);
+    }
+}
+
+/// Ends a claimed emission: stores the flags without `BUSY`, also on unwind.
+struct Claim<'a> {
+    flags: &'a AtomicU32,
+    value: u32,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        self.flags.store(self.value, Ordering::Release);
     }
 }
 
@@ -487,14 +447,45 @@ impl Tap {
 pub(crate) struct Tapped<O> {
     pub(crate) stream: Stream,
     pub(crate) tap: Arc<Tap>,
-    /// The observer's type: the tap holds the client's hooks while armed.
-    pub(crate) observer: PhantomData<fn() -> O>,
+    /// Weak, so that the observer goes with its client, not with its last connection task.
+    pub(crate) hooks: Weak<Hooks<O>>,
+    /// The hooks upgraded at a request's first moment and kept (in this task only, no
+    /// sharing) until its last, the first response byte: one upgrade and one release per
+    /// request. Also let go when a socket call finds the tap disarmed (a request dropped
+    /// half-way), so the observer does not wait for the connection to end.
+    pub(crate) held: Option<Arc<Hooks<O>>>,
+}
+
+impl<O: Observer> Tapped<O> {
+    /// A tap's socket reporting to `hooks`.
+    pub(crate) fn new(stream: Stream, tap: Arc<Tap>, hooks: Weak<Hooks<O>>) -> Self {
+        Tapped {
+            stream,
+            tap,
+            hooks,
+            held: None,
+        }
+    }
+}
+
+/// The hooks for an emission: those held, else upgraded and held. `None` only if the client
+/// is gone, which an armed tap rules out (its request holds the client); then nothing is
+/// reported.
+#[inline]
+fn hooks_of<'h, O>(
+    weak: &Weak<Hooks<O>>,
+    held: &'h mut Option<Arc<Hooks<O>>>,
+) -> Option<&'h Hooks<O>> {
+    if held.is_none() {
+        *held = weak.upgrade();
+    }
+    held.as_deref()
 }
 
 impl<O: Observer> Tapped<O> {
     #[inline]
-    fn wrote(&self) {
-        let tap = &*self.tap;
+    fn wrote(&mut self) {
+        let (tap, weak, held) = (&*self.tap, &self.hooks, &mut self.held);
         let flags = tap.flags.load(Ordering::Relaxed);
         if flags & (ARMED | HEAD | BODY | WROTE_AGAIN) == ARMED | HEAD {
             tap.flags.fetch_or(WROTE_AGAIN, Ordering::AcqRel);
@@ -504,8 +495,9 @@ impl<O: Observer> Tapped<O> {
             let at = Instant::now();
             tap.head.store(tap.encode(at), Ordering::Relaxed);
             let carried = if flags & HANDED != 0 { CARRIED } else { 0 };
-            // SAFETY: inside `once`, which holds BUSY; the tap belongs to a client of `O`.
-            let hooks = unsafe { tap.hooks::<O>() };
+            let Some(hooks) = hooks_of(weak, held) else {
+                return carried;
+            };
             let ids = tap.ids();
             hooks
                 .observer
@@ -520,8 +512,12 @@ impl<O: Observer> Tapped<O> {
     }
 
     #[inline]
-    fn flushed(&self) {
+    fn flushed(&mut self) {
+        let (weak, held) = (&self.hooks, &mut self.held);
+        let mut last = false;
         self.tap.once(BODY, HEAD | HANDED, |tap, flags| {
+            // An early response: its first byte came before the body left.
+            last = flags & FIRST_BYTE != 0;
             // hyper flushes only once its buffer is written out: if the head's write was the
             // only one and the body had been handed over before it returned, that write
             // carried it all.
@@ -533,29 +529,46 @@ impl<O: Observer> Tapped<O> {
                 (at, tap.encode(at))
             };
             tap.body.store(v, Ordering::Relaxed);
-            // SAFETY: inside `once`, which holds BUSY; the tap belongs to a client of `O`.
-            let hooks = unsafe { tap.hooks::<O>() };
-            hooks.observer.body_written(&ev!(BodyWritten {
-                at,
-                ids: tap.ids(),
-                bytes: tap.body_bytes.load(Ordering::Relaxed)
-            }));
+            if let Some(hooks) = hooks_of(weak, held) {
+                hooks.observer.body_written(&ev!(BodyWritten {
+                    at,
+                    ids: tap.ids(),
+                    bytes: tap.body_bytes.load(Ordering::Relaxed)
+                }));
+            }
             0
         });
+        if last {
+            self.held = None;
+        }
     }
 
     #[inline]
-    fn read(&self) {
+    fn read(&mut self) {
+        let (weak, held) = (&self.hooks, &mut self.held);
         self.tap.once(FIRST_BYTE, 0, |tap, _| {
             let at = Instant::now();
             tap.first_byte.store(tap.encode(at), Ordering::Relaxed);
-            // SAFETY: inside `once`, which holds BUSY; the tap belongs to a client of `O`.
-            let hooks = unsafe { tap.hooks::<O>() };
-            hooks
-                .observer
-                .first_response_byte(&ev!(FirstResponseByte { at, ids: tap.ids() }));
+            if let Some(hooks) = hooks_of(weak, held) {
+                hooks
+                    .observer
+                    .first_response_byte(&ev!(FirstResponseByte { at, ids: tap.ids() }));
+            }
             0
         });
+        // The request's last moment (unless its body is still going out): let go.
+        if self.held.is_some() && self.tap.flags.load(Ordering::Relaxed) & (ARMED | BODY) != ARMED {
+            self.held = None;
+        }
+    }
+
+    /// Lets the hooks go if the tap was disarmed while they were held (a request dropped
+    /// half-way): one branch per socket call otherwise.
+    #[inline]
+    fn let_go_if_disarmed(&mut self) {
+        if self.held.is_some() && self.tap.flags.load(Ordering::Relaxed) & ARMED == 0 {
+            self.held = None;
+        }
     }
 }
 
@@ -566,6 +579,7 @@ impl<O: Observer> AsyncRead for Tapped<O> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        this.let_go_if_disarmed();
         let before = buf.filled().len();
         let r = Pin::new(&mut this.stream).poll_read(cx, buf);
         if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -618,7 +632,9 @@ impl<O: Observer> AsyncWrite for Tapped<O> {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        this.let_go_if_disarmed();
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 }
 
@@ -680,7 +696,7 @@ mod tests {
     }
 
     /// The tap's moments through its socket-side calls, without a socket.
-    fn tapped(tap: &Arc<Tap>) -> Tapped<Names> {
+    fn tapped(tap: &Arc<Tap>, hooks: &Arc<Hooks<Names>>) -> Tapped<Names> {
         let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = std.local_addr().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -688,22 +704,18 @@ mod tests {
             .build()
             .unwrap();
         let tcp = rt.block_on(TcpStream::connect(addr)).unwrap();
-        Tapped {
-            stream: Stream::Plain(tcp),
-            tap: tap.clone(),
-            observer: PhantomData,
-        }
+        Tapped::new(Stream::Plain(tcp), tap.clone(), Arc::downgrade(hooks))
     }
 
     #[test]
     fn a_tap_reports_each_moment_once_and_nothing_once_disarmed() {
         let hooks = Arc::new(Hooks::new(Names::default(), Interest::ALWAYS));
-        let tap = Arc::new(Tap::new::<Names>(Instant::now()));
-        let io = tapped(&tap);
+        let tap = Arc::new(Tap::new(Instant::now()));
+        let mut io = tapped(&tap, &hooks);
         io.wrote();
         io.flushed();
         assert!(hooks.observer.0.lock().unwrap().is_empty(), "not armed");
-        tap.arm(&hooks, ids(), 3, None);
+        tap.arm(ids(), 3, None);
         io.flushed(); // nothing written yet, body not handed
         io.wrote();
         io.wrote();
@@ -719,12 +731,12 @@ mod tests {
         assert_eq!(*hooks.observer.0.lock().unwrap(), ["head", "body(3)"]);
         // A bodiless request whose head went out in one write: the body's moment is the
         // head's (no second clock read); with another write in between, it is its own.
-        tap.arm(&hooks, ids(), 0, None);
+        tap.arm(ids(), 0, None);
         io.wrote();
         io.flushed();
         let m = tap.disarm();
         assert_eq!(m.body_written, m.headers_written);
-        tap.arm(&hooks, ids(), 0, None);
+        tap.arm(ids(), 0, None);
         io.wrote();
         std::thread::sleep(std::time::Duration::from_millis(2));
         io.wrote();

@@ -1414,3 +1414,39 @@ async fn without_an_observer_the_body_still_waits_for_100_continue() {
     assert_eq!(&res.into_body().bytes().await.unwrap()[..], b"hello");
     assert!(started.elapsed() < Duration::from_secs(3));
 }
+
+/// An observer that panics on the socket moments (run in the connection task).
+struct PanicsOnTheWire;
+impl httpscope_client::Observer for PanicsOnTheWire {
+    fn headers_written(&self, _: &httpscope_client::observer::HeadersWritten<'_>) {
+        panic!("observer panics on purpose");
+    }
+}
+
+#[test]
+fn a_panicking_observer_fails_its_request_and_does_not_hang_the_runtime() {
+    // The panic kills the connection task (tokio catches it); the request must then fail,
+    // not wait forever for the tap's emission to end, and the runtime must go on.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let r = rt.block_on(async {
+            let addr = server(true).await;
+            let c = Client::builder().observer(PanicsOnTheWire).build().unwrap();
+            let failed = c.get(uri(addr, "/")).await.is_err();
+            // The runtime still serves another (unobserved) client.
+            let plain = Client::new();
+            let ok = plain.get(uri(addr, "/")).await.is_ok();
+            (failed, ok)
+        });
+        let _ = tx.send(r);
+    });
+    let (failed, ok) = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the runtime hung after an observer panicked");
+    assert!(failed, "the request whose connection task panicked fails");
+    assert!(ok);
+}
