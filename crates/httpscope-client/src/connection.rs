@@ -745,6 +745,90 @@ mod tests {
         assert!(m.body_written > m.headers_written);
     }
 
+    /// Each event with its request id, and each disarm, in one order.
+    #[derive(Default)]
+    struct Order(Mutex<Vec<(u64, bool)>>);
+    impl Observer for Order {
+        fn headers_written(&self, e: &HeadersWritten<'_>) {
+            self.0.lock().unwrap().push((e.ids.request.0, false));
+        }
+        fn body_written(&self, e: &BodyWritten<'_>) {
+            self.0.lock().unwrap().push((e.ids.request.0, false));
+        }
+        fn first_response_byte(&self, e: &crate::observer::FirstResponseByte<'_>) {
+            self.0.lock().unwrap().push((e.ids.request.0, false));
+        }
+    }
+
+    #[test]
+    fn no_event_follows_a_disarm_across_threads() {
+        // Stress in the manner of loom: the socket side hammers the moments on one thread
+        // while the request side arms and disarms on another; after a request's disarm,
+        // none of its events may appear, and the hooks are let go.
+        let hooks = Arc::new(Hooks::new(Order::default(), Interest::ALWAYS));
+        let tap = Arc::new(Tap::new(Instant::now()));
+        let mut io = {
+            let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = std.local_addr().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let tcp = rt.block_on(TcpStream::connect(addr)).unwrap();
+            Tapped::new(Stream::Plain(tcp), tap.clone(), Arc::downgrade(&hooks))
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let socket = {
+            let (tap, stop) = (tap.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut i = 0u32;
+                while !stop.load(Ordering::Relaxed) {
+                    match i % 5 {
+                        0 | 1 => io.wrote(),
+                        2 => tap.body_handed(),
+                        3 => io.flushed(),
+                        _ => io.read(),
+                    }
+                    io.let_go_if_disarmed();
+                    i = i.wrapping_add(1);
+                }
+                io.let_go_if_disarmed();
+                io.held.is_none()
+            })
+        };
+        let rounds = 20_000u64;
+        for r in 1..=rounds {
+            let ids = Ids {
+                request: RequestId(r),
+                connection: None,
+                attempt: 1,
+            };
+            tap.arm(ids, r % 2, None);
+            for _ in 0..(r % 7) * 10 {
+                std::hint::spin_loop();
+            }
+            tap.disarm();
+            hooks.observer.0.lock().unwrap().push((r, true));
+        }
+        stop.store(true, Ordering::Relaxed);
+        assert!(socket.join().unwrap(), "hooks let go once disarmed");
+        let log = hooks.observer.0.lock().unwrap();
+        let mut disarmed = 0u64;
+        let mut events = 0;
+        for &(r, disarm) in log.iter() {
+            if disarm {
+                assert_eq!(r, disarmed + 1);
+                disarmed = r;
+            } else {
+                assert!(r > disarmed, "an event of request {r} after its disarm");
+                events += 1;
+            }
+        }
+        assert!(events > 0, "the socket side reported some moments");
+        drop(log);
+        assert_eq!(Arc::strong_count(&hooks), 1);
+    }
+
     #[test]
     fn a_gate_pairs_its_wait_and_opens_once() {
         let hooks = Hooks::new(Names::default(), Interest::ALWAYS);
