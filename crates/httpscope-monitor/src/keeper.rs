@@ -204,7 +204,10 @@ impl Hash for Peer {
             Some(Side::Server) => 2,
         };
         let pid = self.pid.map_or(0, |p| u64::from(p) | 1 << 32);
-        h.write_u128(server ^ client.rotate_left(64));
+        // Both addresses whole: a combination such as XOR would let a client pick addresses
+        // that collide whatever the hasher's seed.
+        h.write_u128(server);
+        h.write_u128(client);
         h.write_u64(sp | cp << 18 | side << 36 | (self.source as u64) << 40);
         h.write_u64(pid);
     }
