@@ -237,6 +237,16 @@ struct InFlight {
     response_bytes: u64,
 }
 
+/// A response that ended while its request's body was still arriving (an early answer such
+/// as 413, or a `100-continue` request answered before it sent its body): its transaction
+/// waits for the body's bytes to be counted.
+#[derive(Debug)]
+struct Answered {
+    flight: InFlight,
+    end_ns: u64,
+    incomplete: bool,
+}
+
 /// The HTTP/1.x state of one connection.
 #[derive(Debug)]
 pub(crate) struct Http1 {
@@ -245,6 +255,7 @@ pub(crate) struct Http1 {
     req_dir: Option<Direction>,
     pending: VecDeque<Pending>,
     in_flight: Option<InFlight>,
+    answered: Option<Answered>,
     next_id: u64,
     /// The request whose body the request direction is sending.
     body_of: Option<u64>,
@@ -283,6 +294,7 @@ impl Http1 {
             req_dir: None,
             pending: VecDeque::new(),
             in_flight: None,
+            answered: None,
             next_id: 0,
             body_of: None,
             resp_desync: false,
@@ -331,11 +343,16 @@ impl Http1 {
     pub(crate) fn held(&self) -> usize {
         let heads: usize = self.halves.iter().map(|h| h.buf.len()).sum();
         let waiting: usize = self.pending.iter().map(|p| p.path.len()).sum();
-        let answering = self
-            .in_flight
-            .as_ref()
-            .and_then(|f| f.request.as_ref())
-            .map_or(0, |p| p.path.len());
+        let flights = [
+            self.in_flight.as_ref(),
+            self.answered.as_ref().map(|a| &a.flight),
+        ];
+        let answering: usize = flights
+            .iter()
+            .flatten()
+            .filter_map(|f| f.request.as_ref())
+            .map(|p| p.path.len())
+            .sum();
         heads + waiting + answering
     }
 
@@ -609,6 +626,9 @@ impl Http1 {
     ) {
         self.set_roles(dir.flip());
         self.seen_head = true;
+        // Only a request without a body can be answered twice; whatever waited for a body
+        // that did not come is done.
+        self.emit_answered(ctx, out);
         let status = resp.status;
         if (100..200).contains(&status) && status != 101 {
             // 100 Continue, 103 Early Hints...: the final response follows.
@@ -678,17 +698,19 @@ impl Http1 {
             None => {
                 self.halves[dir.index()].state = State::Idle;
                 let incomplete = request.is_none();
-                self.emit(
+                let flight = InFlight {
                     request,
-                    Some(status),
-                    Some(resp.version),
-                    0,
+                    status,
+                    version: resp.version,
                     start_ns,
-                    ts,
+                    response_bytes: 0,
+                };
+                let a = Answered {
+                    flight,
+                    end_ns: ts,
                     incomplete,
-                    ctx,
-                    out,
-                );
+                };
+                self.complete(a, ctx, out);
             }
             Some(body) => {
                 self.halves[dir.index()].state = State::Body(body);
@@ -712,13 +734,17 @@ impl Http1 {
         } else if let Some(id) = self.body_of {
             if let Some(p) = self.pending.back_mut().filter(|p| p.id == id) {
                 p.request_bytes += n;
-            } else if let Some(p) = self
-                .in_flight
-                .as_mut()
-                .and_then(|f| f.request.as_mut())
-                .filter(|p| p.id == id)
+            } else if let Some(p) = [
+                self.in_flight.as_mut(),
+                self.answered.as_mut().map(|a| &mut a.flight),
+            ]
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.request.as_mut())
+            .find(|p| p.id == id)
             {
-                // The server answered before the request body ended (e.g. an early 413).
+                // The server answered before the request body ended (an early 413, a
+                // `100-continue` request answered at once).
                 p.request_bytes += n;
             }
         }
@@ -730,24 +756,54 @@ impl Http1 {
             self.finish_in_flight(ts, false, ctx, out);
         } else {
             self.body_of = None;
+            self.emit_answered(ctx, out);
         }
     }
 
     fn finish_in_flight(&mut self, end_ns: u64, cut: bool, ctx: &Ctx<'_>, out: &mut Output) {
         if let Some(f) = self.in_flight.take() {
             let incomplete = cut || f.request.is_none();
-            self.emit(
-                f.request,
-                Some(f.status),
-                Some(f.version),
-                f.response_bytes,
-                f.start_ns,
+            let a = Answered {
+                flight: f,
                 end_ns,
                 incomplete,
-                ctx,
-                out,
-            );
+            };
+            self.complete(a, ctx, out);
         }
+    }
+
+    /// Emits a finished exchange, or keeps it until its request body has been counted.
+    fn complete(&mut self, a: Answered, ctx: &Ctx<'_>, out: &mut Output) {
+        let body_coming =
+            self.body_of.is_some() && a.flight.request.as_ref().map(|p| p.id) == self.body_of;
+        if body_coming {
+            self.emit_answered(ctx, out);
+            self.answered = Some(a);
+        } else {
+            self.emit_flight(a, ctx, out);
+        }
+    }
+
+    /// Emits the answered transaction that waited for its request body, if any.
+    fn emit_answered(&mut self, ctx: &Ctx<'_>, out: &mut Output) {
+        if let Some(a) = self.answered.take() {
+            self.emit_flight(a, ctx, out);
+        }
+    }
+
+    fn emit_flight(&self, a: Answered, ctx: &Ctx<'_>, out: &mut Output) {
+        let f = a.flight;
+        self.emit(
+            f.request,
+            Some(f.status),
+            Some(f.version),
+            f.response_bytes,
+            f.start_ns,
+            a.end_ns,
+            a.incomplete,
+            ctx,
+            out,
+        );
     }
 
     /// The current message of `dir` cannot be followed any further (broken framing or lost
@@ -769,6 +825,7 @@ impl Http1 {
             self.finish_in_flight(ts, true, ctx, out);
         } else {
             self.body_of = None;
+            self.emit_answered(ctx, out);
         }
     }
 
@@ -821,6 +878,8 @@ impl Http1 {
 
     /// The connection ended at `ts`.
     pub(crate) fn close(&mut self, ts: u64, ctx: &Ctx<'_>, out: &mut Output) {
+        // A request body cut by the close: its exchange still had its whole response.
+        self.emit_answered(ctx, out);
         if self.in_flight.is_some() {
             let resp_half = self.req_dir.map(|d| &self.halves[d.flip().index()]);
             let (until_close, last) = match resp_half {

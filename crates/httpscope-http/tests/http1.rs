@@ -279,6 +279,47 @@ fn expect_100_continue_then_final_response() {
 }
 
 #[test]
+fn a_request_body_sent_after_its_response_is_still_counted() {
+    // nginx's `return 201` answers a `100-continue` upload before curl sends the body (as in
+    // the nginx-curl capture fixture); an early 413 does the same to a body being sent.
+    let (txs, stats) = run(&[
+        c(
+            1,
+            "POST /upload HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 10\r\n\r\n",
+        ),
+        s(2, "HTTP/1.1 100 Continue\r\n\r\n"),
+        s(3, "HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nmade!"),
+        c(4, "01234"),
+        c(5, "56789"),
+        c(6, "GET /next HTTP/1.1\r\n\r\n"),
+        s(7, OK5),
+    ]);
+    assert_eq!(
+        rows(&txs),
+        vec![
+            row("POST", "/upload", 201, 10, 5),
+            row("GET", "/next", 200, 0, 5)
+        ]
+    );
+    // The exchange ended with its response; the body only adds its bytes.
+    assert_eq!((txs[0].start_ns, txs[0].end_ns), (1, 3));
+    assert_eq!((stats.incomplete, stats.errors.total()), (0, 0));
+
+    // A body cut by the close still leaves one transaction, with the bytes that came.
+    let (txs, stats) = run(&[
+        c(1, "PUT /big HTTP/1.1\r\nContent-Length: 1000000\r\n\r\nabc"),
+        s(
+            2,
+            "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n",
+        ),
+        c(3, "defg"),
+        Step::Close(4),
+    ]);
+    assert_eq!(rows(&txs), vec![row("PUT", "/big", 413, 7, 0)]);
+    assert_eq!(stats.transactions, 1);
+}
+
+#[test]
 fn switching_protocols_ends_http1_parsing() {
     let meta = ConnMeta {
         from_start: true,
