@@ -151,8 +151,13 @@ struct DurationCell {
 
 impl DurationCell {
     fn is(&self, a: &RequestAttrs<'_>) -> bool {
+        let error = a.error.unwrap_or("");
+        // Lengths first: the usual request has no error, and comparing two empty strings
+        // with `==` still called `memcmp` (about 1% of the client thread's CPU in the load
+        // example with every hook on, found with perf).
         self.status == a.status.unwrap_or(0)
-            && self.error == a.error.unwrap_or("")
+            && self.error.len() == error.len()
+            && (error.is_empty() || self.error == error)
             && self.method == *a.method
     }
 }
