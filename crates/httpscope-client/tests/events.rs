@@ -1387,6 +1387,33 @@ async fn the_observer_goes_with_the_client() {
 }
 
 #[tokio::test]
+async fn the_observer_goes_soon_after_the_client_when_a_request_was_dropped_half_way() {
+    // The request is dropped after its head was written, while its connection task holds
+    // the hooks for the moments still to come; that task lets them go at its next socket
+    // call (or its end), a moment after the client goes.
+    let addr = server(true).await;
+    let log = Log::default();
+    let c = client(&log, |b| b);
+    let r = tokio::time::timeout(
+        Duration::from_millis(100),
+        read(&c, uri(addr, "/slow/2000")),
+    );
+    assert!(r.await.is_err(), "dropped half-way");
+    assert!(log.names().iter().any(|n| n == "headers_written"));
+    drop(c);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::sync::Arc::strong_count(&log.0) > 1 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        std::sync::Arc::strong_count(&log.0),
+        1,
+        "the connection task let the observer go"
+    );
+    log.assert_balanced();
+}
+
+#[tokio::test]
 async fn without_an_observer_the_body_still_waits_for_100_continue() {
     let (addr, mut gaps) = expect_server(ExpectMode::Silent).await;
     let c = Client::builder()
