@@ -678,6 +678,14 @@ fn nginx_https_under_openssl_and_gnutls_clients_on_both_sides() {
         "{:?}",
         ebpf_report.stats
     );
+    // ... and reported with the source's telemetry.
+    assert!(
+        (expect.len() as u64..=ebpf_report.kernel.skipped_not_http)
+            .contains(&ebpf_report.stats.kernel_skipped),
+        "{:?} {:?}",
+        ebpf_report.stats,
+        ebpf_report.kernel
+    );
 
     assert_gone(&report.program_ids, &report.map_ids);
     assert_eq!(report.program_ids.len(), 10, "programs loaded: {report:?}");

@@ -292,8 +292,12 @@ pub struct SourceStats {
     pub bytes: u64,
     /// Events the source could not decode at all (counted here, then skipped).
     pub undecodable: u64,
-    /// Events the kernel or OS reported it could not deliver (ring buffer full, ETW lost).
+    /// Events the kernel or OS reported it could not deliver (ring buffer full, ETW lost,
+    /// TLS calls the kernel side could not follow).
     pub kernel_lost: u64,
+    /// Socket writes and reads the kernel side passed over because they could not be HTTP
+    /// (the eBPF pre-check): counted there, never copied to user space.
+    pub kernel_skipped: u64,
     /// What the source dropped on purpose, by reason (caps, expiry).
     pub dropped: ReasonCounts<DropReason>,
     /// What its HTTP stream parser saw.
@@ -307,6 +311,7 @@ impl SourceStats {
         self.bytes += other.bytes;
         self.undecodable += other.undecodable;
         self.kernel_lost += other.kernel_lost;
+        self.kernel_skipped += other.kernel_skipped;
         self.dropped.merge(&other.dropped);
         self.parse.merge(&other.parse);
     }

@@ -465,6 +465,9 @@ pub fn capture(
             }
             let k = read_kernel_stats(&stats_map);
             let lost = k.ringbuf_lost.saturating_sub(kernel_seen.ringbuf_lost);
+            pending.kernel_skipped += k
+                .skipped_not_http
+                .saturating_sub(kernel_seen.skipped_not_http);
             kernel_seen = k;
             pending.kernel_lost += lost;
             pending.dropped.add(DropReason::KernelBufferFull, lost);

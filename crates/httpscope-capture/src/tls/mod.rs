@@ -730,9 +730,15 @@ pub fn capture(
             }
             let k = read_kernel_stats(&stats_map);
             let lost = k.ringbuf_lost.saturating_sub(kernel_seen.ringbuf_lost);
+            // TLS calls the per-thread table had no room to follow, and exec notices the
+            // ring had no room for, are data the kernel side could not deliver too.
+            let unfollowed = k.calls_lost.saturating_sub(kernel_seen.calls_lost)
+                + k.execs_lost.saturating_sub(kernel_seen.execs_lost);
             kernel_seen = k;
-            pending.kernel_lost += lost;
-            pending.dropped.add(DropReason::KernelBufferFull, lost);
+            pending.kernel_lost += lost + unfollowed;
+            pending
+                .dropped
+                .add(DropReason::KernelBufferFull, lost + unfollowed);
             let disconnected = flush(tx, &mut out, &mut pending, &mut report).is_err();
             if stopping || disconnected {
                 break Ok(());

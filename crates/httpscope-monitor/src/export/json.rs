@@ -95,6 +95,7 @@ pub fn telemetry_json(t: &Telemetry) -> Value {
                 "transactions": s.transactions,
                 "undecodable": s.stats.undecodable,
                 "kernel_lost": s.stats.kernel_lost,
+                "kernel_skipped": s.stats.kernel_skipped,
                 "channel_full_batches": s.channel_full_batches,
                 "channel_full_transactions": s.channel_full_transactions,
                 "dropped": reasons(s.stats.dropped.iter()),

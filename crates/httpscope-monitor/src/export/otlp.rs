@@ -255,6 +255,12 @@ pub fn request(
         cum,
     ));
     metrics.push(sum(
+        "httpscope.kernel_skipped",
+        "{event}",
+        per_source(&|st| st.stats.kernel_skipped),
+        cum,
+    ));
+    metrics.push(sum(
         "httpscope.channel_full",
         "{batch}",
         per_source(&|st| st.channel_full_batches),

@@ -222,6 +222,12 @@ pub fn render(snapshot: &Snapshot) -> String {
     );
     counter(
         &mut out,
+        "httpscope_kernel_skipped_total",
+        "Socket reads and writes the kernel side passed over as not HTTP.",
+        &per_source(&|s| s.stats.kernel_skipped),
+    );
+    counter(
+        &mut out,
         "httpscope_channel_full_batches_total",
         "Batches dropped because a source channel was full.",
         &per_source(&|s| s.channel_full_batches),

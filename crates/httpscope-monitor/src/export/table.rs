@@ -108,7 +108,7 @@ pub fn render_telemetry(t: &Telemetry) -> String {
         let st = &s.stats;
         let _ = writeln!(
             out,
-            "  source {}: events {} bytes {} batches {} transactions {} undecodable {} kernel_lost {} channel_full_batches {} channel_full_transactions {}",
+            "  source {}: events {} bytes {} batches {} transactions {} undecodable {} kernel_lost {} kernel_skipped {} channel_full_batches {} channel_full_transactions {}",
             s.source,
             st.events,
             st.bytes,
@@ -116,6 +116,7 @@ pub fn render_telemetry(t: &Telemetry) -> String {
             s.transactions,
             st.undecodable,
             st.kernel_lost,
+            st.kernel_skipped,
             s.channel_full_batches,
             s.channel_full_transactions
         );
