@@ -171,7 +171,7 @@ pub struct WatchArgs {
     /// next to the live source whenever it can run here (config file: `[source] tls = false`).
     #[arg(long)]
     pub no_tls: bool,
-    /// eBPF source: only processes in this cgroup v2 directory or below it, absolute or
+    /// eBPF and TLS sources: only processes in this cgroup v2 directory or below it, absolute or
     /// relative to the cgroup v2 mount, e.g. system.slice/nginx.service (config file:
     /// `[source] cgroup`).
     #[arg(long, value_name = "PATH")]

@@ -39,7 +39,7 @@ struct SourceSection {
     interface: Option<String>,
     /// TLS plaintext through uprobes next to the live source (default true; `--no-tls`).
     tls: Option<bool>,
-    /// eBPF source: only processes in this cgroup v2 directory or below (`--cgroup`).
+    /// eBPF and TLS sources: only processes in this cgroup v2 directory or below (`--cgroup`).
     cgroup: Option<std::path::PathBuf>,
 }
 
@@ -59,7 +59,7 @@ pub struct Settings {
     pub interface: String,
     /// `watch` also captures TLS plaintext when it can (`[source] tls`, `--no-tls`).
     pub tls: bool,
-    /// eBPF source: only processes in this cgroup v2 directory or below (`[source] cgroup`,
+    /// eBPF and TLS sources: only processes in this cgroup v2 directory or below (`[source] cgroup`,
     /// `--cgroup`).
     pub cgroup: Option<std::path::PathBuf>,
     pub routes: RouteConfig,

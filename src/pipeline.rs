@@ -42,6 +42,7 @@ pub fn start_tls(
         monitor.add_source(rx);
         let cfg = tls::TlsConfig {
             ports: s.ports.clone(),
+            cgroup: s.cgroup.clone(),
             http: http_config(s),
             ..tls::TlsConfig::default()
         };

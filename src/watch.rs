@@ -67,7 +67,7 @@ pub struct SourceOpts {
     pub include_self: bool,
     /// Set by the eBPF source once its programs are attached.
     pub attached: Option<Arc<AtomicBool>>,
-    /// eBPF source: only processes in this cgroup v2 directory or below.
+    /// eBPF and TLS sources: only processes in this cgroup v2 directory or below.
     pub cgroup: Option<std::path::PathBuf>,
 }
 

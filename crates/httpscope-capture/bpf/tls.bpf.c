@@ -49,6 +49,11 @@ const volatile __u32 CAPTURE_LEN = 512;
 const volatile __u32 SELF_TGID = 0;
 const volatile __u32 FILTER_PIDS_ON = 0;
 const volatile __u32 FILTER_PORTS_ON = 0;
+/* Only processes in this cgroup (v2) or below it: its id and its depth below the root (as in
+ * http.bpf.c). */
+const volatile __u32 FILTER_CGROUP_ON = 0;
+const volatile __u32 FILTER_CGROUP_LEVEL = 0;
+const volatile __u64 FILTER_CGROUP_ID = 0;
 /* Wake the reader only when this much data waits; otherwise it polls on a short timer. */
 const volatile __u64 WAKEUP_BYTES = 256 * 1024;
 
@@ -173,6 +178,11 @@ static __always_inline int pid_wanted(__u32 tgid)
 	if (tgid == SELF_TGID)
 		return 0;
 	if (FILTER_PIDS_ON && !bpf_map_lookup_elem(&HS_TLS_FPIDS, &tgid))
+		return 0;
+	/* The ancestor at the filter's depth is the filter's cgroup: the process is in it or
+	 * below it. */
+	if (FILTER_CGROUP_ON &&
+	    bpf_get_current_ancestor_cgroup_id(FILTER_CGROUP_LEVEL) != FILTER_CGROUP_ID)
 		return 0;
 	return 1;
 }

@@ -932,3 +932,89 @@ fn deleted_library_of_a_running_program_is_attached_through_map_files() {
     );
     assert_gone(&report.program_ids, &report.map_ids);
 }
+
+fn cgroup2_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// A cgroup made for one test, removed (once empty) at the end.
+struct TestCgroup(PathBuf);
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let t0 = Instant::now();
+        // The last member's exit is seen by the cgroup a moment after it was reaped.
+        while std::fs::remove_dir(&self.0).is_err() && t0.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn cgroup_filter_keeps_only_tls_calls_of_processes_in_the_cgroup() {
+    require!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(root) = cgroup2_mount() else {
+        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
+        return;
+    };
+    let dir = root.join(format!("hs-tls-test-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir(&dir) {
+        eprintln!(
+            "skipping: cannot create a cgroup in {}: {e}",
+            root.display()
+        );
+        return;
+    }
+    let cg = TestCgroup(dir);
+    let nginx = Nginx::start();
+    let port = nginx.port;
+    let mut tls_cap = start_tls(TlsConfig {
+        ports: vec![port],
+        cgroup: Some(cg.0.clone()),
+        ..TlsConfig::default()
+    });
+    let base = format!("https://127.0.0.1:{port}");
+    // A curl that moves itself into the cgroup first (exec keeps the pid), and one outside.
+    let mut inside = Command::new("sh");
+    inside.arg("-c").arg(format!(
+        "echo $$ > '{}/cgroup.procs' && exec curl -sSk --max-time 20 -o /dev/null {base}/inside",
+        cg.0.display()
+    ));
+    let inside_pid = run(inside, None);
+    let mut outside = Command::new("curl");
+    outside.args([
+        "-sSk",
+        "--max-time",
+        "20",
+        "-o",
+        "/dev/null",
+        &format!("{base}/outside"),
+    ]);
+    let outside_pid = run(outside, None);
+    tls_cap.collect_until(Duration::from_secs(10), |t| !t.is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    let (txs, report) = tls_cap.finish();
+    let report = report.expect("tls capture failed");
+    // nginx logged both; only the client side of the curl inside is seen (nginx and the
+    // other curl are outside the cgroup).
+    assert_eq!(nginx.access_log().len(), 2, "nginx answered both");
+    assert_eq!(txs.len(), 1, "only the curl in the cgroup: {txs:#?}");
+    let t = &txs[0];
+    assert_eq!(
+        (t.pid, t.side, t.method, t.path.as_str(), t.status),
+        (
+            Some(inside_pid),
+            Some(Side::Client),
+            Some(Method::Get),
+            "/inside",
+            Some(404)
+        ),
+        "{t:?} (curl outside was pid {outside_pid})"
+    );
+    assert_gone(&report.program_ids, &report.map_ids);
+}

@@ -108,6 +108,9 @@ pub struct TlsConfig {
     pub openssl_internal: bool,
     /// Also capture this process's own TLS calls (default false).
     pub include_self: bool,
+    /// Only processes in this cgroup v2 directory or below it (absolute, or relative to the
+    /// cgroup v2 mount; default: all), as [`crate::ebpf::EbpfConfig::cgroup`].
+    pub cgroup: Option<PathBuf>,
     /// Set to true once the first libraries are attached (and back to false once detached).
     pub attached: Option<Arc<AtomicBool>>,
 }
@@ -128,6 +131,7 @@ impl Default for TlsConfig {
             max_libraries: 256,
             openssl_internal: true,
             include_self: false,
+            cgroup: None,
             attached: None,
         }
     }
@@ -154,6 +158,9 @@ pub enum TlsUnavailable {
     /// The kernel refused the programs or maps.
     #[error("loading the TLS eBPF programs failed: {0}")]
     Load(String),
+    /// The cgroup filter names no cgroup v2 directory.
+    #[error("cgroup filter: {0}")]
+    Cgroup(String),
 }
 
 /// What went wrong during a capture.
@@ -296,6 +303,13 @@ fn load(cfg: &TlsConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), TlsUnavailable> 
     };
     let pids_on = u32::from(!cfg.pids.is_empty());
     let ports_on = u32::from(!cfg.ports.is_empty());
+    let cg = match &cfg.cgroup {
+        Some(path) => Some(crate::ebpf::cgroup::resolve(path).map_err(TlsUnavailable::Cgroup)?),
+        None => None,
+    };
+    let cgroup_on = u32::from(cg.is_some());
+    let cgroup_level = cg.map_or(0, |c| c.level);
+    let cgroup_id = cg.map_or(0, |c| c.id);
     let ring = cfg
         .ring_buffer_bytes
         .max(4096)
@@ -308,6 +322,9 @@ fn load(cfg: &TlsConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), TlsUnavailable> 
         .override_global("SELF_TGID", &self_tgid, true)
         .override_global("FILTER_PIDS_ON", &pids_on, true)
         .override_global("FILTER_PORTS_ON", &ports_on, true)
+        .override_global("FILTER_CGROUP_ON", &cgroup_on, true)
+        .override_global("FILTER_CGROUP_LEVEL", &cgroup_level, true)
+        .override_global("FILTER_CGROUP_ID", &cgroup_id, true)
         .override_global("WAKEUP_BYTES", &wakeup, true)
         .map_max_entries("HS_TLS_EVENTS", ring)
         .load(OBJECT)
