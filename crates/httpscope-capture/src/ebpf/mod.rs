@@ -346,14 +346,57 @@ pub(crate) fn monotonic_ns() -> u64 {
     clock_ns(libc::CLOCK_MONOTONIC) as u64
 }
 
-fn read_kernel_stats(map: &PerCpuArray<MapData, RawStats>) -> RawStats {
-    let mut sum = RawStats::default();
+/// Per-CPU counters of a kernel side (the socket path's and the TLS probes').
+pub(crate) trait CpuCounters: aya::Pod + Default {
+    /// Adds `other` field by field.
+    fn add_up(&mut self, other: &Self);
+}
+
+impl CpuCounters for RawStats {
+    fn add_up(&mut self, other: &Self) {
+        self.add(other);
+    }
+}
+
+/// The counters of every CPU added up (zeros if the map cannot be read).
+pub(crate) fn read_kernel_stats<T: CpuCounters>(map: &PerCpuArray<MapData, T>) -> T {
+    let mut sum = T::default();
     if let Ok(values) = map.get(&0, 0) {
         for v in values.iter() {
-            sum.add(v);
+            sum.add_up(v);
         }
     }
     sum
+}
+
+/// Waits up to `ms` milliseconds for a ring buffer's fd to have data (the programs do not
+/// wake the reader per event); an interrupted wait is not an error.
+pub(crate) fn wait_readable(fd: std::os::fd::RawFd, ms: libc::c_int) -> std::io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// What is pending (transactions, the parser's counts folded into `pending`) as one batch of
+/// `source`; `pending` starts again from zero.
+pub(crate) fn take_batch(source: Source, out: &mut Output, pending: &mut SourceStats) -> Batch {
+    let (transactions, parse) = out.take();
+    pending.parse.merge(&parse);
+    let mut batch = Batch::new(source);
+    batch.transactions = transactions;
+    batch.stats = std::mem::take(pending);
+    batch
 }
 
 /// Loads and attaches the programs, then reads events until `stop` is set (checked at least
@@ -477,18 +520,8 @@ pub fn capture(
             }
         }
         if drained == 0 {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, poll_ms) };
-            if r < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    break Err(EbpfError::Poll(err));
-                }
+            if let Err(e) = wait_readable(fd, poll_ms) {
+                break Err(EbpfError::Poll(e));
             }
         }
     };
@@ -511,11 +544,7 @@ fn flush(
     pending: &mut SourceStats,
     report: &mut EbpfReport,
 ) -> Result<(), httpscope_model::batch::Disconnected> {
-    let (transactions, parse) = out.take();
-    pending.parse.merge(&parse);
-    let mut batch = Batch::new(Source::Ebpf);
-    batch.transactions = transactions;
-    batch.stats = std::mem::take(pending);
+    let batch = take_batch(Source::Ebpf, out, pending);
     if batch.is_empty() {
         return Ok(());
     }

@@ -51,13 +51,16 @@ use aya::programs::uprobe::{UProbeAttachLocation, UProbeLinkId, UProbeScope};
 use aya::programs::{BtfTracePoint, UProbe};
 use aya::{Btf, Ebpf, EbpfLoader};
 use httpscope_http::Output;
-use httpscope_model::batch::{Batch, BatchSender};
+use httpscope_model::batch::BatchSender;
 use httpscope_model::telemetry::{DropReason, SourceStats};
 use httpscope_model::{Source, Tags, Transaction};
 
 use crate::ebpf::event::{Event, MAX_CAPTURE};
 use crate::ebpf::streams::Streams;
-use crate::ebpf::{clock_ns, error_chain, is_root, map_id, monotonic_ns};
+use crate::ebpf::{
+    clock_ns, error_chain, is_root, map_id, monotonic_ns, read_kernel_stats, take_batch,
+    wait_readable,
+};
 use event::{Library, TlsRawStats};
 use libs::Candidate;
 
@@ -564,14 +567,10 @@ impl ExecQueue {
     }
 }
 
-fn read_kernel_stats(map: &PerCpuArray<MapData, TlsRawStats>) -> TlsRawStats {
-    let mut sum = TlsRawStats::default();
-    if let Ok(values) = map.get(&0, 0) {
-        for v in values.iter() {
-            sum.add(v);
-        }
+impl crate::ebpf::CpuCounters for TlsRawStats {
+    fn add_up(&mut self, other: &Self) {
+        self.add(other);
     }
-    sum
 }
 
 fn tags(lib: Library) -> Tags {
@@ -762,18 +761,8 @@ pub fn capture(
             }
         }
         if drained == 0 {
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
-            // SAFETY: one valid pollfd.
-            let r = unsafe { libc::poll(&mut pfd, 1, poll_ms) };
-            if r < 0 {
-                let err = std::io::Error::last_os_error();
-                if err.kind() != std::io::ErrorKind::Interrupted {
-                    break Err(TlsError::Poll(err));
-                }
+            if let Err(e) = wait_readable(fd, poll_ms) {
+                break Err(TlsError::Poll(e));
             }
         }
     };
@@ -800,12 +789,11 @@ fn flush(
     pending: &mut SourceStats,
     report: &mut TlsReport,
 ) -> Result<(), httpscope_model::batch::Disconnected> {
-    let (mut transactions, parse) = out.take();
-    pending.parse.merge(&parse);
-    transactions.iter_mut().for_each(unknown_addresses_to_none);
-    let mut batch = Batch::new(Source::Tls);
-    batch.transactions = transactions;
-    batch.stats = std::mem::take(pending);
+    let mut batch = take_batch(Source::Tls, out, pending);
+    batch
+        .transactions
+        .iter_mut()
+        .for_each(unknown_addresses_to_none);
     if batch.is_empty() {
         return Ok(());
     }
