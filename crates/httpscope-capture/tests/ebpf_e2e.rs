@@ -25,6 +25,10 @@ use hyper_util::rt::TokioIo;
 
 /// One capture at a time: each test filters on its own ports, but attaching several copies
 /// at once only costs CPU on a shared machine.
+mod bpf_support;
+
+use bpf_support::{assert_gone, TestCgroup};
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn skip_reason() -> Option<String> {
@@ -147,45 +151,7 @@ fn assert_no_leftovers(report: &EbpfReport) {
         "maps created: {:?}",
         report.map_ids
     );
-    // Map and program memory is released asynchronously after the last fd closes.
-    let t0 = Instant::now();
-    loop {
-        let progs = bpftool(&["prog", "show"]);
-        let maps = bpftool(&["map", "show"]);
-        let left_progs: Vec<u32> = report
-            .program_ids
-            .iter()
-            .copied()
-            .filter(|id| progs.lines().any(|l| l.starts_with(&format!("{id}: "))))
-            .collect();
-        let left_maps: Vec<u32> = report
-            .map_ids
-            .iter()
-            .copied()
-            .filter(|id| maps.lines().any(|l| l.starts_with(&format!("{id}: "))))
-            .collect();
-        if left_progs.is_empty() && left_maps.is_empty() {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "left behind: programs {left_progs:?}, maps {left_maps:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn bpftool(args: &[&str]) -> String {
-    let out = Command::new("bpftool")
-        .args(args)
-        .output()
-        .expect("bpftool runs");
-    assert!(
-        out.status.success(),
-        "bpftool {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    assert_gone(&report.program_ids, &report.map_ids);
 }
 
 fn own_comm() -> String {
@@ -505,44 +471,17 @@ fn capture_bytes_and_filters_apply() {
 
 /// The first cgroup v2 mount point (`/sys/fs/cgroup` on unified hosts, `/sys/fs/cgroup/unified`
 /// on hybrid ones).
-fn cgroup2_mount() -> Option<std::path::PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| std::path::PathBuf::from(f[1]))
-    })
-}
-
-/// A cgroup made for one test, removed (once empty) at the end.
-struct TestCgroup(std::path::PathBuf);
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let t0 = Instant::now();
-        // The last member's exit is seen by the cgroup a moment after it was reaped.
-        while std::fs::remove_dir(&self.0).is_err() && t0.elapsed() < Duration::from_secs(2) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 #[test]
 fn cgroup_filter_sees_only_processes_in_the_cgroup() {
     require_ebpf!();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(root) = cgroup2_mount() else {
-        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
-        return;
+    let cg = match TestCgroup::make("hs-ebpf-test") {
+        Ok(cg) => cg,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
     };
-    let dir = root.join(format!("hs-ebpf-test-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir(&dir) {
-        eprintln!(
-            "skipping: cannot create a cgroup in {}: {e}",
-            root.display()
-        );
-        return;
-    }
-    let cg = TestCgroup(dir);
     let server = Server::start("127.0.0.1:0");
     let base = format!("http://{}", server.addr);
     let mut cap = Capture::start_with(EbpfConfig {

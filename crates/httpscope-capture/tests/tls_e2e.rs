@@ -23,6 +23,10 @@ use httpscope_capture::tls::{self, TlsConfig, TlsError, TlsReport};
 use httpscope_model::batch::{self, BatchReceiver};
 use httpscope_model::{Method, Side, Source, Transaction};
 
+mod bpf_support;
+
+use bpf_support::{assert_gone, TestCgroup};
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn skip_reason() -> Option<String> {
@@ -151,39 +155,6 @@ fn start_ebpf(cfg: EbpfConfig) -> Running<Result<EbpfReport, EbpfError>> {
         };
         ebpf::capture(&cfg, &tx, &stop)
     })
-}
-
-/// After a capture returned, none of its programs or maps may still exist (bpftool).
-fn assert_gone(programs: &[u32], maps: &[u32]) {
-    let t0 = Instant::now();
-    loop {
-        let progs = bpftool(&["prog", "show"]);
-        let mapl = bpftool(&["map", "show"]);
-        let left = |ids: &[u32], text: &str| -> Vec<u32> {
-            ids.iter()
-                .copied()
-                .filter(|id| text.lines().any(|l| l.starts_with(&format!("{id}: "))))
-                .collect()
-        };
-        let (lp, lm) = (left(programs, &progs), left(maps, &mapl));
-        if lp.is_empty() && lm.is_empty() {
-            return;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "left behind: programs {lp:?}, maps {lm:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn bpftool(args: &[&str]) -> String {
-    let out = Command::new("bpftool")
-        .args(args)
-        .output()
-        .expect("bpftool runs");
-    assert!(out.status.success(), "bpftool {args:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 // ---------------------------------------------------------------- nginx with TLS
@@ -933,44 +904,17 @@ fn deleted_library_of_a_running_program_is_attached_through_map_files() {
     assert_gone(&report.program_ids, &report.map_ids);
 }
 
-fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
-    mounts.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-    })
-}
-
-/// A cgroup made for one test, removed (once empty) at the end.
-struct TestCgroup(PathBuf);
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let t0 = Instant::now();
-        // The last member's exit is seen by the cgroup a moment after it was reaped.
-        while std::fs::remove_dir(&self.0).is_err() && t0.elapsed() < Duration::from_secs(2) {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 #[test]
 fn cgroup_filter_keeps_only_tls_calls_of_processes_in_the_cgroup() {
     require!();
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let Some(root) = cgroup2_mount() else {
-        eprintln!("skipping: no cgroup v2 hierarchy is mounted");
-        return;
+    let cg = match TestCgroup::make("hs-tls-test") {
+        Ok(cg) => cg,
+        Err(why) => {
+            eprintln!("skipping: {why}");
+            return;
+        }
     };
-    let dir = root.join(format!("hs-tls-test-{}", std::process::id()));
-    if let Err(e) = std::fs::create_dir(&dir) {
-        eprintln!(
-            "skipping: cannot create a cgroup in {}: {e}",
-            root.display()
-        );
-        return;
-    }
-    let cg = TestCgroup(dir);
     let nginx = Nginx::start();
     let port = nginx.port;
     let mut tls_cap = start_tls(TlsConfig {
