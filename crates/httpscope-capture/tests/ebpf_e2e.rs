@@ -772,7 +772,7 @@ fn nginx_under_curl_and_wrk_matches_its_access_log() {
         }
         let key = (
             t.method.map(|m| m.as_str().to_string()).unwrap_or_default(),
-            t.path.clone(),
+            t.path.to_string(),
             t.status.unwrap_or(0),
             t.response_bytes,
         );

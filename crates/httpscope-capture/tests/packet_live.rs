@@ -109,7 +109,7 @@ fn live_exchanges(interface: &'static str) {
         .receiver()
         .try_iter()
         .flat_map(|b| b.transactions)
-        .map(|t| (t.path, t.status.unwrap_or(0), t.response_bytes))
+        .map(|t| (t.path.to_string(), t.status.unwrap_or(0), t.response_bytes))
         .collect();
     got.sort();
     let mut want: Vec<(String, u16, u64)> = log

@@ -49,7 +49,7 @@ fn check(name: &str) {
         .iter()
         .map(|t| {
             let m = t.method.map(|m| m.as_str().to_owned()).unwrap_or_default();
-            (m, t.path.clone(), t.status.unwrap_or(0))
+            (m, t.path.to_string(), t.status.unwrap_or(0))
         })
         .collect();
     let want_keys: Vec<_> = want
@@ -124,7 +124,7 @@ fn tshark_agrees_on_the_requests() {
         .collect();
     let ours: Vec<(String, String)> = read("nginx-curl-lo.pcap")
         .iter()
-        .map(|t| (t.method.unwrap().as_str().to_owned(), t.path.clone()))
+        .map(|t| (t.method.unwrap().as_str().to_owned(), t.path.to_string()))
         .collect();
     assert!(!theirs.is_empty());
     assert_eq!(ours, theirs);

@@ -71,7 +71,7 @@ fn want(
 fn got(t: &Transaction) -> Want {
     (
         t.method,
-        t.path.clone(),
+        t.path.to_string(),
         t.status,
         t.request_bytes,
         t.response_bytes,

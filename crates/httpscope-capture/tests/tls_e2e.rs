@@ -532,7 +532,7 @@ fn nginx_https_under_openssl_and_gnutls_clients_on_both_sides() {
     for t in &server {
         let key = (
             t.method.map(|m| m.as_str().to_string()).unwrap_or_default(),
-            t.path.clone(),
+            t.path.to_string(),
             t.status.unwrap_or(0),
             t.response_bytes,
         );

@@ -107,7 +107,7 @@ impl TransactionBridge {
             start_ns,
             end_ns: self.ns(end),
             method: Method::from_bytes(s.method.as_str().as_bytes()),
-            path: s.uri.path().to_owned(),
+            path: s.uri.path().into(),
             status: s.status.map(|s| s.as_u16()),
             request_bytes: s.request_bytes,
             response_bytes: s.response_bytes,

@@ -10,7 +10,7 @@
 //! the framing fields' names in between.
 
 use httpscope_model::telemetry::ParseError;
-use httpscope_model::{HttpVersion, Method};
+use httpscope_model::{CompactString, HttpVersion, Method};
 
 use crate::lines::Lines;
 
@@ -35,7 +35,7 @@ pub(crate) enum Framing {
 pub(crate) struct RequestHead {
     /// `None` for a syntactically valid but unknown method token.
     pub(crate) method: Option<Method>,
-    pub(crate) path: String,
+    pub(crate) path: CompactString,
     pub(crate) version: HttpVersion,
     pub(crate) framing: Framing,
     /// `Upgrade: h2c` was asked for.
@@ -176,13 +176,13 @@ impl<'a> Target<'a> {
     /// The path as [`request_path`] gives it, without its second pass for an ASCII
     /// origin-form target (the common case).
     #[inline]
-    fn path(&self, keep_query: bool, max: usize) -> String {
+    fn path(&self, keep_query: bool, max: usize) -> CompactString {
         if self.ascii && self.bytes.first() == Some(&b'/') {
             let path = &self.bytes[..self.cut.min(max)];
             // SAFETY: every byte of `path` was checked to be below 0x80, so it is ASCII and
             // therefore UTF-8 (`str::from_utf8` would check again, at a cost that shows in
             // the small-request benchmark).
-            return unsafe { std::str::from_utf8_unchecked(path) }.to_owned();
+            return CompactString::from(unsafe { std::str::from_utf8_unchecked(path) });
         }
         match std::str::from_utf8(self.bytes) {
             Ok(t) => request_path(t, keep_query, max),
@@ -397,7 +397,7 @@ fn parse_decimal(s: &[u8]) -> Option<u64> {
 /// The path of a request target: origin-form as is, absolute-form without scheme and
 /// authority, authority-form (CONNECT) and `*` as sent. Without `keep_query` the query and
 /// fragment are cut. At most `max` bytes are kept, cut at a char boundary.
-pub(crate) fn request_path(uri: &str, keep_query: bool, max: usize) -> String {
+pub(crate) fn request_path(uri: &str, keep_query: bool, max: usize) -> CompactString {
     let mut path = uri;
     if let Some(rest) = strip_scheme(path) {
         // absolute-form: the path starts at the first '/' after the authority.
@@ -406,7 +406,10 @@ pub(crate) fn request_path(uri: &str, keep_query: bool, max: usize) -> String {
         if !path.starts_with('/') {
             // "http://host?q" has an empty path, which means "/".
             return if keep_query && !path.is_empty() {
-                format!("/{path}")
+                let mut p = CompactString::with_capacity(1 + path.len());
+                p.push('/');
+                p.push_str(path);
+                p
             } else {
                 "/".into()
             };
@@ -427,7 +430,7 @@ pub(crate) fn request_path(uri: &str, keep_query: bool, max: usize) -> String {
         }
         path = &path[..cut];
     }
-    path.to_owned()
+    path.into()
 }
 
 fn strip_scheme(uri: &str) -> Option<&str> {

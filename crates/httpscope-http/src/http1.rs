@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 
 use httpscope_model::telemetry::ParseError;
-use httpscope_model::{ConnTuple, HttpVersion, Method, Transaction};
+use httpscope_model::{CompactString, ConnTuple, HttpVersion, Method, Transaction};
 
 use crate::chunked::{Chunked, Progress};
 use crate::head::{self, Framing};
@@ -219,7 +219,7 @@ fn parse_head(kind: Kind, buf: &[u8], cfg: &Config) -> Result<Option<(Head, usiz
 struct Pending {
     id: u64,
     method: Option<Method>,
-    path: String,
+    path: CompactString,
     version: HttpVersion,
     start_ns: u64,
     request_bytes: u64,
@@ -594,7 +594,7 @@ impl Http1 {
         let mut path = req.path;
         if !ctx.cfg.head_budget.try_take(path.len()) {
             out.stats.errors.inc(ParseError::HeadBudget);
-            path = String::new();
+            path = CompactString::default();
         }
         self.pending.push_back(Pending {
             id,
@@ -928,7 +928,7 @@ impl Http1 {
                 r.start_ns,
                 r.request_bytes,
             ),
-            None => (None, String::new(), None, response_start_ns, 0),
+            None => (None, CompactString::default(), None, response_start_ns, 0),
         };
         out.stats.transactions += 1;
         out.stats.incomplete += u64::from(incomplete);

@@ -35,6 +35,9 @@ mod transaction;
 mod tuple;
 
 pub use comm::Comm;
+/// The string type of [`Transaction::path`]: a `String` look-alike that keeps up to 24 bytes
+/// inline (re-exported so sources and tests need no dependency of their own).
+pub use compact_str::CompactString;
 pub use method::Method;
 pub use transaction::{HttpVersion, Side, Source, Tags, Transaction};
 pub use tuple::ConnTuple;

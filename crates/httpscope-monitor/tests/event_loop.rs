@@ -30,7 +30,7 @@ fn batch(n: usize) -> Batch {
     for i in 0..n {
         b.transactions.push(Transaction {
             method: Some(Method::Get),
-            path: format!("/items/{i}"),
+            path: format!("/items/{i}").into(),
             status: Some(200),
             start_ns: 10,
             end_ns: 1_000_010,

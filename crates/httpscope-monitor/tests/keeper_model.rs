@@ -43,7 +43,7 @@ fn arb_tx() -> impl Strategy<Value = Transaction> {
             |(method, path, status, start, dur, (ip, port), side, source, (rq, rs), incomplete)| {
                 Transaction {
                     method,
-                    path: path.to_owned(),
+                    path: path.into(),
                     status,
                     start_ns: start,
                     end_ns: start + dur,

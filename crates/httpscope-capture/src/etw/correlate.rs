@@ -670,7 +670,7 @@ impl Correlator {
             start_ns: start,
             end_ns: end,
             method: r.method,
-            path,
+            path: path.into(),
             status: r.status,
             request_bytes: 0,
             response_bytes: r.response_bytes,

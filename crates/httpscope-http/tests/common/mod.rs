@@ -79,7 +79,7 @@ pub fn rows(txs: &[Transaction]) -> Vec<Row> {
         .map(|t| {
             (
                 t.method.map(|m| m.as_str()),
-                t.path.clone(),
+                t.path.to_string(),
                 t.status,
                 t.request_bytes,
                 t.response_bytes,

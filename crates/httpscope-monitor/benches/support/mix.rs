@@ -73,7 +73,7 @@ pub fn mix(n: usize) -> Vec<Transaction> {
             let start = rng.below(1 << 40);
             Transaction {
                 method: Some(method),
-                path,
+                path: path.into(),
                 status: Some(status),
                 start_ns: start,
                 end_ns: start + dur,

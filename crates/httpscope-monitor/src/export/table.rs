@@ -231,7 +231,7 @@ mod tests {
         for i in 0..100u64 {
             k.add(&Transaction {
                 method: Some(Method::Get),
-                path: format!("/users/{i}"),
+                path: format!("/users/{i}").into(),
                 status: Some(if i % 10 == 0 { 500 } else { 200 }),
                 start_ns: 0,
                 end_ns: (i + 1) * 1_000_000,

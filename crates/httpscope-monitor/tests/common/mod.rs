@@ -13,7 +13,7 @@ pub fn batch() -> Batch {
         let (status, ms) = if i % 10 == 9 { (500, 40) } else { (200, 2) };
         b.transactions.push(Transaction {
             method: Some(Method::Get),
-            path: format!("/users/{i}"),
+            path: format!("/users/{i}").into(),
             status: Some(status),
             start_ns: 1_000,
             end_ns: 1_000 + ms * 1_000_000,
@@ -38,7 +38,7 @@ pub fn batch() -> Batch {
     for _ in 0..2 {
         b.transactions.push(Transaction {
             method: Some(Method::Get),
-            path: String::new(),
+            path: String::new().into(),
             status: Some(200),
             start_ns: 0,
             end_ns: 5,
