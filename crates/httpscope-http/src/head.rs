@@ -300,7 +300,18 @@ impl Fields {
         if CONTENT_LENGTH.matches(text) {
             // Several equal values (in one field or repeated) are allowed; different ones
             // make the framing unknowable (RFC 9112 §6.3).
-            for part in trim(&text[CONTENT_LENGTH.len..]).split(|&b| b == b',') {
+            let value = trim(&text[CONTENT_LENGTH.len..]);
+            if let Some(n) = parse_decimal(value) {
+                // The common case, one plain number: no splitting.
+                return match self.content_length {
+                    Some(prev) if prev != n => Err(ParseError::InvalidContentLength),
+                    _ => {
+                        self.content_length = Some(n);
+                        Ok(())
+                    }
+                };
+            }
+            for part in value.split(|&b| b == b',') {
                 let n = parse_decimal(trim(part)).ok_or(ParseError::InvalidContentLength)?;
                 match self.content_length {
                     Some(prev) if prev != n => return Err(ParseError::InvalidContentLength),

@@ -342,7 +342,7 @@ impl Http1 {
     /// config's [`HeadBudget`]).
     pub(crate) fn held(&self) -> usize {
         let heads: usize = self.halves.iter().map(|h| h.buf.len()).sum();
-        let waiting: usize = self.pending.iter().map(|p| p.path.len()).sum();
+        let waiting: usize = self.pending.iter().map(|p| path_held(&p.path)).sum();
         let flights = [
             self.in_flight.as_ref(),
             self.answered.as_ref().map(|a| &a.flight),
@@ -351,7 +351,7 @@ impl Http1 {
             .iter()
             .flatten()
             .filter_map(|f| f.request.as_ref())
-            .map(|p| p.path.len())
+            .map(|p| path_held(&p.path))
             .sum();
         heads + waiting + answering
     }
@@ -592,7 +592,7 @@ impl Http1 {
         // connections pipelining long paths must not grow memory past it either. Over the
         // budget the request keeps its place in the pairing but loses its path.
         let mut path = req.path;
-        if !ctx.cfg.head_budget.try_take(path.len()) {
+        if !ctx.cfg.head_budget.try_take(path_held(&path)) {
             out.stats.errors.inc(ParseError::HeadBudget);
             path = CompactString::default();
         }
@@ -918,7 +918,7 @@ impl Http1 {
         };
         if let Some(r) = &request {
             // The path leaves the parser with the transaction.
-            ctx.cfg.head_budget.give_back(r.path.len());
+            ctx.cfg.head_budget.give_back(path_held(&r.path));
         }
         let (method, path, req_version, start_ns, request_bytes) = match request {
             Some(r) => (
@@ -951,5 +951,19 @@ impl Http1 {
             tags: ctx.meta.tags.clone(),
             incomplete,
         });
+    }
+}
+
+/// The heap bytes a waiting request's path holds, which count against the [`HeadBudget`]:
+/// paths of up to 24 bytes are stored inline in the pending request, whose number per
+/// connection `max_in_flight` already bounds, so they hold nothing more and skip the budget's
+/// shared atomic (two locked instructions per request were ~6% of the small-GET time).
+///
+/// [`HeadBudget`]: crate::HeadBudget
+fn path_held(path: &CompactString) -> usize {
+    if path.is_heap_allocated() {
+        path.len()
+    } else {
+        0
     }
 }

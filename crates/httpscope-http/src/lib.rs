@@ -101,6 +101,9 @@ impl HeadBudget {
     /// Takes `n` bytes if they fit.
     pub(crate) fn try_take(&self, n: usize) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
+        if n == 0 {
+            return true;
+        }
         self.used
             .fetch_update(Relaxed, Relaxed, |u| {
                 u.checked_add(n).filter(|&t| t <= self.limit)

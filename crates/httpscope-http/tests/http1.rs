@@ -753,7 +753,7 @@ fn partial_heads_share_one_budget_across_connections() {
         ..ConnMeta::default()
     };
     let mut out = Output::default();
-    let head = "GET /long HTTP/1.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let head = "GET /long-path-longer-than-24-bytes HTTP/1.1\r\nX-Pad: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
     // The first connection holds a split head of 80 bytes.
     let mut a = Connection::new(tuple(), meta.clone(), &cfg);
     a.feed(Direction::Forward, 1, &head.as_bytes()[..80], &mut out);
@@ -782,8 +782,12 @@ fn partial_heads_share_one_budget_across_connections() {
         format!("{}\r\n", &head[80..]).as_bytes(),
         &mut out,
     );
-    // Its head's bytes went back; only its waiting path is held until it is answered.
-    assert_eq!(cfg.head_budget.used(), "/long".len());
+    // Its head's bytes went back; only its waiting path is held until it is answered
+    // (paths longer than 24 bytes: shorter ones are stored inline and hold nothing).
+    assert_eq!(
+        cfg.head_budget.used(),
+        "/long-path-longer-than-24-bytes".len()
+    );
     a.feed(Direction::Reverse, 6, OK5.as_bytes(), &mut out);
     assert_eq!(cfg.head_budget.used(), 0);
     // A connection dropped mid-head (without close) gives its bytes back too.
@@ -797,7 +801,7 @@ fn partial_heads_share_one_budget_across_connections() {
 #[test]
 fn waiting_paths_count_against_the_budget() {
     let cfg = Config {
-        head_budget: HeadBudget::new(10),
+        head_budget: HeadBudget::new(40),
         ..Config::default()
     };
     let meta = ConnMeta {
@@ -809,10 +813,11 @@ fn waiting_paths_count_against_the_budget() {
     conn.feed(
         Direction::Forward,
         1,
-        b"GET /1234567 HTTP/1.1\r\n\r\nGET /too-long-now HTTP/1.1\r\n\r\n",
+        b"GET /1234567-path-longer-than-24-b HTTP/1.1\r\n\r\nGET /too-long-now-path-longer-than-24 HTTP/1.1\r\n\r\n",
         &mut out,
     );
-    assert_eq!(cfg.head_budget.used(), 8);
+    // Paths longer than 24 bytes are held on the heap and count; shorter ones are inline.
+    assert_eq!(cfg.head_budget.used(), 30);
     assert_eq!(out.stats.errors.get(ParseError::HeadBudget), 1);
     conn.feed(
         Direction::Reverse,
@@ -823,7 +828,10 @@ fn waiting_paths_count_against_the_budget() {
     // Both requests were answered in order; the second lost only its path.
     assert_eq!(
         rows(&out.transactions),
-        vec![row("GET", "/1234567", 200, 0, 5), row("GET", "", 200, 0, 5)]
+        vec![
+            row("GET", "/1234567-path-longer-than-24-b", 200, 0, 5),
+            row("GET", "", 200, 0, 5)
+        ]
     );
     assert_eq!(cfg.head_budget.used(), 0);
     // Requests still waiting when the parser stops (an upgrade) or the connection is
@@ -839,10 +847,10 @@ fn waiting_paths_count_against_the_budget() {
     conn.feed(
         Direction::Forward,
         3,
-        b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
+        b"GET /ws-path-longer-than-24-bytes HTTP/1.1\r\nUpgrade: websocket\r\n\r\nGET /x HTTP/1.1\r\n\r\n",
         &mut out,
     );
-    assert_eq!(cfg.head_budget.used(), 5);
+    assert_eq!(cfg.head_budget.used(), 29);
     conn.feed(
         Direction::Reverse,
         4,
@@ -861,10 +869,10 @@ fn waiting_paths_count_against_the_budget() {
     conn.feed(
         Direction::Forward,
         5,
-        b"GET /abc HTTP/1.1\r\n\r\n",
+        b"GET /abc-path-longer-than-24-bytes HTTP/1.1\r\n\r\n",
         &mut out,
     );
-    assert_eq!(cfg.head_budget.used(), 4);
+    assert_eq!(cfg.head_budget.used(), 30);
     drop(conn);
     assert_eq!(cfg.head_budget.used(), 0);
 }
