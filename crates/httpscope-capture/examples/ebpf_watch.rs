@@ -24,7 +24,7 @@ mod linux {
     use std::time::{Duration, Instant};
 
     use httpscope_capture::ebpf::{self, EbpfConfig};
-    use httpscope_model::{batch, Side, Source};
+    use httpscope_model::{batch, Comm, Side, Source};
 
     static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -79,7 +79,8 @@ mod linux {
         let mut said_attached = false;
 
         let mut by_side: BTreeMap<&'static str, u64> = BTreeMap::new();
-        let mut by_comm: BTreeMap<String, u64> = BTreeMap::new();
+        // Keyed by the inline Comm (no allocation per transaction), named at the end.
+        let mut by_comm: std::collections::HashMap<Comm, u64> = Default::default();
         loop {
             if let (Some(s), true) = (seconds, said_attached) {
                 if start.elapsed().as_secs_f64() >= s {
@@ -102,9 +103,7 @@ mod linux {
                             None => "unknown",
                         };
                         *by_side.entry(side).or_default() += 1;
-                        *by_comm
-                            .entry(t.comm.map(|c| c.to_string()).unwrap_or_default())
-                            .or_default() += 1;
+                        *by_comm.entry(t.comm.unwrap_or_default()).or_default() += 1;
                         if print {
                             println!("{}", serde_json::to_string(t).unwrap_or_default());
                         }
@@ -122,6 +121,8 @@ mod linux {
             }
         };
         let cpu = cpu_seconds() - cpu0;
+        let by_comm: BTreeMap<String, u64> =
+            by_comm.iter().map(|(c, n)| (c.to_string(), *n)).collect();
         eprintln!("ebpf_watch: by comm {by_comm:?}");
         eprintln!("ebpf_watch: kernel {:?}", report.kernel);
         println!(
