@@ -19,8 +19,8 @@ use httpscope_model::telemetry::{DropReason, MalformedReason, ReasonCounts};
 use httpscope_model::{Comm, Method, Side, Source, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::route::{Outcome, Quantizer};
-use crate::sketch::{bin_key, Sketch};
+use crate::route::{Outcome, Quantizer, RouteBuf};
+use crate::sketch::{bin_key, Sketch, MAX_BINS};
 
 /// How clients are kept apart in the key.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +223,201 @@ struct Key {
     method: Method,
 }
 
+/// An interned route, hashed as its bytes so that it can be looked up by the bytes the
+/// quantizer wrote ([`RouteBytes`]) without checking them for UTF-8 again.
+#[derive(Debug, PartialEq, Eq)]
+struct RouteKey(Arc<str>);
+
+impl Hash for RouteKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write(self.0.as_bytes());
+    }
+}
+
+/// A route to look up in the table of [`RouteKey`]s.
+struct RouteBytes<'a>(&'a [u8]);
+
+impl Hash for RouteBytes<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write(self.0);
+    }
+}
+
+impl hashbrown::Equivalent<RouteKey> for RouteBytes<'_> {
+    fn equivalent(&self, key: &RouteKey) -> bool {
+        self.0 == key.0.as_bytes()
+    }
+}
+
+/// One key and its aggregate, as the stats table holds them: one cache line, which is what a
+/// transaction touches in the table (the previous `(Key, EndpointStats)` took two: a count kept
+/// twice, a `u128` sum and a `Vec`'s three words). To fit, the byte sums are `u32`, the sum of
+/// latencies a `u64`, the bin counts `u16`, and the count is the sum of the bins: an addition
+/// that would overflow any of them, or span more than [`MAX_BINS`] bins, first moves the
+/// entry's aggregate into [`StatKeeper::spilled`] (an [`EndpointStats`], which has room) and
+/// starts the entry again, so nothing is lost or changed: [`StatKeeper::take`] merges the two.
+/// (Rare: a `u32` of body bytes holds 4 GiB, a bin 65,535 samples.)
+#[derive(Debug)]
+#[repr(align(64))]
+struct Slot {
+    key: Key,
+    request_bytes: u32,
+    response_bytes: u32,
+    /// The key of `bins[0]`.
+    offset: i16,
+    /// Bins in use; 0 while the entry holds one sample (`min_ns`), which takes no bins.
+    len: u16,
+    sum_ns: u64,
+    min_ns: u64,
+    max_ns: u64,
+    /// Dense bin counts from `offset` up; zero past `len`; allocated at the second sample.
+    bins: Box<[u16]>,
+}
+
+impl Slot {
+    /// An entry with nothing in it yet.
+    fn empty(key: Key) -> Slot {
+        Slot {
+            key,
+            request_bytes: 0,
+            response_bytes: 0,
+            offset: 0,
+            len: 0,
+            sum_ns: 0,
+            min_ns: 0,
+            max_ns: 0,
+            bins: Box::default(),
+        }
+    }
+
+    /// Empties the entry (keeping its bins' allocation).
+    fn clear(&mut self) {
+        self.bins[..usize::from(self.len)].fill(0);
+        *self = Slot {
+            bins: std::mem::take(&mut self.bins),
+            ..Slot::empty(self.key)
+        };
+    }
+
+    /// Adds `p`; false (and nothing changed) when a field would overflow.
+    #[inline]
+    fn add(&mut self, p: &Pending) -> bool {
+        let req = u32::try_from(p.request_bytes)
+            .ok()
+            .and_then(|n| self.request_bytes.checked_add(n));
+        let resp = u32::try_from(p.response_bytes)
+            .ok()
+            .and_then(|n| self.response_bytes.checked_add(n));
+        let (Some(req), Some(resp), Some(sum)) = (req, resp, self.sum_ns.checked_add(p.ns)) else {
+            return false;
+        };
+        if self.sum_ns == 0 {
+            // Empty (every latency is at least 1 ns): the first sample is kept without bins.
+            self.min_ns = p.ns;
+            self.max_ns = p.ns;
+        } else {
+            if self.len == 0 && !self.add_bin(bin_key(self.min_ns)) {
+                return false;
+            }
+            if !self.add_bin(p.bin) {
+                return false;
+            }
+            self.min_ns = self.min_ns.min(p.ns);
+            self.max_ns = self.max_ns.max(p.ns);
+        }
+        self.request_bytes = req;
+        self.response_bytes = resp;
+        self.sum_ns = sum;
+        true
+    }
+
+    /// Counts one sample in bin `key`; false (nothing changed) when the bin is full or the
+    /// bins would span more than [`MAX_BINS`]. Grows with the slack the sketch's own store
+    /// uses (a quarter, at least 8 bins).
+    #[inline]
+    fn add_bin(&mut self, key: i32) -> bool {
+        let len = usize::from(self.len);
+        if len == 0 {
+            if self.bins.is_empty() {
+                self.bins = vec![0; 8].into_boxed_slice();
+            }
+            self.offset = key as i16;
+            self.bins[0] = 1;
+            self.len = 1;
+            return true;
+        }
+        let offset = i32::from(self.offset);
+        if key >= offset {
+            let idx = (key - offset) as usize;
+            if let Some(c) = self.bins[..len].get_mut(idx) {
+                let Some(n) = c.checked_add(1) else {
+                    return false;
+                };
+                *c = n;
+                return true;
+            }
+            if idx >= MAX_BINS {
+                return false;
+            }
+            self.reserve(idx + 1);
+            self.bins[idx] = 1;
+            self.len = (idx + 1) as u16;
+            return true;
+        }
+        let grow = (offset - key) as usize;
+        if len + grow > MAX_BINS {
+            return false;
+        }
+        self.reserve(len + grow);
+        self.bins.copy_within(..len, grow);
+        self.bins[1..grow].fill(0);
+        self.bins[0] = 1;
+        self.offset = key as i16;
+        self.len = (len + grow) as u16;
+        true
+    }
+
+    /// Makes room for `n` bins (the new ones zero).
+    fn reserve(&mut self, n: usize) {
+        if n > self.bins.len() {
+            let want = (n + n / 4).clamp(8, MAX_BINS).max(n);
+            let mut bins = vec![0; want].into_boxed_slice();
+            bins[..usize::from(self.len)].copy_from_slice(&self.bins[..usize::from(self.len)]);
+            self.bins = bins;
+        }
+    }
+
+    /// The aggregate held, as the snapshot's type; `None` when empty.
+    fn stats(&self) -> Option<EndpointStats> {
+        if self.sum_ns == 0 {
+            return None;
+        }
+        let bins = &self.bins[..usize::from(self.len)];
+        let count = if bins.is_empty() {
+            1
+        } else {
+            bins.iter().map(|&c| u64::from(c)).sum()
+        };
+        Some(EndpointStats {
+            count,
+            request_bytes: self.request_bytes.into(),
+            response_bytes: self.response_bytes.into(),
+            latency: Sketch::from_parts(
+                count,
+                self.sum_ns.into(),
+                self.min_ns,
+                self.max_ns,
+                self.offset.into(),
+                bins,
+            ),
+        })
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.bins.len() * 2
+    }
+}
+
 /// A transaction that phase one of [`StatKeeper::add_batch`] found fit to aggregate.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -240,16 +435,19 @@ struct Pending {
 pub struct StatKeeper {
     cfg: KeeperConfig,
     quantizer: Quantizer,
-    route_ids: HashMap<Arc<str>, u32>,
+    route_ids: HashMap<RouteKey, u32>,
     routes: Vec<Arc<str>>,
     peer_ids: HashMap<Peer, u32>,
     peers: Vec<Peer>,
     /// The last peer seen and its id: the transactions of one connection usually come one
     /// after another in a batch, so most lookups of the peer table are skipped.
     last_peer: Option<(Peer, u32)>,
-    stats: HashMap<Key, EndpointStats>,
+    stats: hashbrown::HashTable<Slot>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// What entries of `stats` moved out before a field of theirs would overflow.
+    spilled: HashMap<Key, EndpointStats>,
     pending: Vec<Pending>,
-    scratch: String,
+    route: RouteBuf,
     counts: KeeperCounts,
     span: Option<(i64, i64)>,
 }
@@ -290,9 +488,11 @@ impl StatKeeper {
             peer_ids: HashMap::new(),
             peers: Vec::new(),
             last_peer: None,
-            stats: HashMap::new(),
+            stats: hashbrown::HashTable::new(),
+            hasher: hashbrown::DefaultHashBuilder::default(),
+            spilled: HashMap::new(),
             pending: Vec::new(),
-            scratch: String::with_capacity(64),
+            route: RouteBuf::new(),
             counts: KeeperCounts::default(),
             span: None,
         }
@@ -343,11 +543,11 @@ impl StatKeeper {
                 return None;
             }
         };
-        if self.quantizer.route(&tx.path, &mut self.scratch) == Outcome::Dropped {
+        if self.quantizer.route_into(&tx.path, &mut self.route) == Outcome::Dropped {
             self.counts.filtered += 1;
             return None;
         }
-        let route = match self.route_ids.get(self.scratch.as_str()) {
+        let route = match self.route_ids.get(&RouteBytes(self.route.as_bytes())) {
             Some(&id) => id,
             None => {
                 if self.routes.len() >= self.cfg.max_keys {
@@ -356,9 +556,9 @@ impl StatKeeper {
                     return None;
                 }
                 let id = self.routes.len() as u32;
-                let r: Arc<str> = self.scratch.as_str().into();
+                let r: Arc<str> = self.route.as_str().into();
                 self.routes.push(r.clone());
-                self.route_ids.insert(r, id);
+                self.route_ids.insert(RouteKey(r), id);
                 id
             }
         };
@@ -416,21 +616,41 @@ impl StatKeeper {
     /// key cap).
     #[inline]
     fn commit(&mut self, p: &Pending) {
-        let len = self.stats.len();
-        let stats = match self.stats.entry(p.key) {
-            hashbrown::hash_map::Entry::Occupied(e) => e.into_mut(),
-            hashbrown::hash_map::Entry::Vacant(e) => {
-                if len >= self.cfg.max_keys {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(p.key);
+        let slot = match self.stats.find_mut(hash, |s| s.key == p.key) {
+            Some(slot) => slot,
+            None => {
+                if self.stats.len() >= self.cfg.max_keys {
                     self.counts.dropped.inc(DropReason::KeyLimit);
                     return;
                 }
-                e.insert(EndpointStats::default())
+                let hasher = &self.hasher;
+                self.stats
+                    .insert_unique(hash, Slot::empty(p.key), |s| hasher.hash_one(s.key))
+                    .into_mut()
             }
         };
-        stats.count += 1;
-        stats.request_bytes += p.request_bytes;
-        stats.response_bytes += p.response_bytes;
-        stats.latency.add_binned(p.ns, p.bin);
+        if !slot.add(p) {
+            // A field would overflow: the aggregate so far goes aside and the entry starts
+            // again with this transaction (or, if even that one does not fit, which takes a
+            // body of 4 GiB, it goes aside too).
+            let side = self.spilled.entry(p.key).or_default();
+            if let Some(held) = slot.stats() {
+                side.merge(&held);
+            }
+            slot.clear();
+            if !slot.add(p) {
+                let mut alone = EndpointStats {
+                    count: 1,
+                    request_bytes: p.request_bytes,
+                    response_bytes: p.response_bytes,
+                    latency: Sketch::new(),
+                };
+                alone.latency.add_binned(p.ns, p.bin);
+                side.merge(&alone);
+            }
+        }
         self.counts.aggregated += 1;
         if p.time_unix_ns > 0 {
             let end = p
@@ -466,17 +686,20 @@ impl StatKeeper {
 
     /// Approximate heap bytes held by the keys and their values.
     pub fn heap_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<(Key, EndpointStats)>() + 1;
+        let slot = std::mem::size_of::<Slot>() + 1;
         let routes: usize = self.routes.iter().map(|r| r.len() + 16 + 8 + 24).sum();
         let peers = self.peers.capacity() * std::mem::size_of::<Peer>()
             + self.peer_ids.capacity() * (std::mem::size_of::<(Peer, u32)>() + 1);
-        self.stats.capacity() * slot
-            + peers
+        let spilled = self.spilled.capacity() * (std::mem::size_of::<(Key, EndpointStats)>() + 1)
             + self
-                .stats
+                .spilled
                 .values()
                 .map(|s| s.latency.heap_bytes())
-                .sum::<usize>()
+                .sum::<usize>();
+        self.stats.capacity() * slot
+            + peers
+            + self.stats.iter().map(Slot::heap_bytes).sum::<usize>()
+            + spilled
             + routes
     }
 
@@ -485,12 +708,21 @@ impl StatKeeper {
     pub fn take(&mut self) -> (Vec<(EndpointKey, EndpointStats)>, KeeperCounts) {
         let routes = &self.routes;
         let peers = &self.peers;
+        let spilled = &mut self.spilled;
         let entries = self
             .stats
             .drain()
-            .map(|(k, v)| {
+            .filter_map(|slot| {
+                let k = slot.key;
+                let v = match (spilled.remove(&k), slot.stats()) {
+                    (Some(mut side), Some(held)) => {
+                        side.merge(&held);
+                        side
+                    }
+                    (side, held) => side.or(held)?,
+                };
                 let p = &peers[k.peer as usize];
-                (
+                Some((
                     EndpointKey {
                         source: p.source,
                         server: p.server,
@@ -503,9 +735,10 @@ impl StatKeeper {
                         status: k.status,
                     },
                     v,
-                )
+                ))
             })
             .collect();
+        debug_assert!(self.spilled.is_empty());
         // Routes and peers stay interned across intervals (most repeat) unless they fill
         // half the cap.
         if self.routes.len() >= self.cfg.max_keys / 2 {
@@ -696,6 +929,125 @@ mod tests {
         let (entries, _) = k.take();
         assert_eq!(entries.len(), 2);
         assert!(entries.iter().all(|(_, s)| s.count == 1));
+    }
+
+    /// Every key's stats as adding each transaction to an `EndpointStats` of its own makes
+    /// them (the pre-compact-entry keeper's way), sorted by key.
+    fn reference(txs: &[Transaction]) -> Vec<(EndpointKey, EndpointStats)> {
+        let quantizer = Quantizer::heuristic();
+        let mut route = String::new();
+        let mut out: std::collections::BTreeMap<EndpointKey, EndpointStats> = Default::default();
+        for t in txs {
+            quantizer.route(&t.path, &mut route);
+            let key = EndpointKey {
+                source: t.source,
+                server: t.server,
+                client: t.client.map(|c| SocketAddr::new(c.ip(), 0)),
+                pid: t.pid,
+                comm: t.comm,
+                side: t.side,
+                method: t.method.unwrap(),
+                route: route.as_str().into(),
+                status: t.status.unwrap(),
+            };
+            let s = out.entry(key).or_default();
+            s.count += 1;
+            s.request_bytes += t.request_bytes;
+            s.response_bytes += t.response_bytes;
+            s.latency.add(t.duration_ns());
+        }
+        out.into_iter().collect()
+    }
+
+    fn taken(k: &mut StatKeeper) -> Vec<(EndpointKey, EndpointStats)> {
+        let (mut e, _) = k.take();
+        e.sort_by(|a, b| a.0.cmp(&b.0));
+        e
+    }
+
+    #[test]
+    fn compact_entries_give_the_same_stats_even_past_their_field_sizes() {
+        let mut txs = Vec::new();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000u64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let path = ["/a/1", "/b/2", "/hot"][(x % 3) as usize];
+            let mut t = tx(Some(Method::Get), path, Some(200), 0, 0);
+            // `/hot`: one latency, so that one bin passes 65,535; `/a/*`: bodies whose sums
+            // pass 4 GiB, and now and then a body over 4 GiB alone; `/b/*`: latencies over six
+            // orders of magnitude and a few near `u64::MAX / 4` (the `u64` sum overflows).
+            let ns = match path {
+                "/hot" => 1_000_000,
+                "/b/2" if i % 10_007 == 0 => u64::MAX / 4,
+                _ => 1_000 + (x >> 8) % 1_000_000_000,
+            };
+            t.end_ns = ns;
+            if path == "/a/1" {
+                t.request_bytes = (x >> 3) % 100_000_000;
+                t.response_bytes = if i % 5_003 == 0 { 5 << 30 } else { x % 300_000 };
+            }
+            txs.push(t);
+        }
+        let want = reference(&txs);
+        let mut one = keeper(100);
+        for t in &txs {
+            one.add(t);
+        }
+        assert_eq!(taken(&mut one), want);
+        let mut batched = keeper(100);
+        for b in txs.chunks(1000) {
+            batched.add_batch(b);
+        }
+        let got = taken(&mut batched);
+        assert_eq!(got, want);
+        // The cases above did happen.
+        let hot = got.iter().find(|(k, _)| &*k.route == "/hot").unwrap();
+        assert!(hot.1.count > 65_535);
+        assert!(got
+            .iter()
+            .any(|(_, s)| s.response_bytes > u64::from(u32::MAX)));
+        assert!(got
+            .iter()
+            .any(|(_, s)| s.latency.sum_ns() > u128::from(u64::MAX)));
+        // And the keeper is empty and reusable afterwards.
+        assert!(batched.is_empty() && batched.spilled.is_empty());
+        batched.add_batch(&txs[..10]);
+        assert_eq!(taken(&mut batched), reference(&txs[..10]));
+    }
+
+    #[test]
+    fn compact_entries_past_the_bin_span() {
+        // 1 ns and 2^63 ns are more than `MAX_BINS` bins apart: the entry starts again and
+        // the sketch (which folds its lowest bins) gets both.
+        let mut k = keeper(10);
+        for (i, ns) in [5, 1u64 << 63, 1, 1 << 40, 7].into_iter().enumerate() {
+            k.add(&tx(
+                Some(Method::Get),
+                "/x",
+                Some(200),
+                10,
+                10 + ns + i as u64 % 2,
+            ));
+        }
+        let e = taken(&mut k);
+        assert_eq!(e.len(), 1);
+        let s = &e[0].1;
+        assert_eq!((s.count, s.latency.count()), (5, 5));
+        assert_eq!(s.latency.min_ns(), Some(1));
+        assert_eq!(s.latency.max_ns(), Some((1 << 63) + 1));
+        assert_eq!(
+            s.latency.sum_ns(),
+            5 + (1 << 63) + 1 + 1 + (1 << 40) + 1 + 7
+        );
+        assert_eq!(s.request_bytes, 50);
+    }
+
+    #[test]
+    fn a_table_entry_is_one_cache_line() {
+        assert_eq!(std::mem::size_of::<Slot>(), 64);
+        assert_eq!(std::mem::align_of::<Slot>(), 64);
     }
 
     #[test]

@@ -317,6 +317,32 @@ impl Sketch {
         self.max_ns = self.max_ns.max(ns);
     }
 
+    /// The sketch of `count` samples whose sum, least and greatest are given and whose bins
+    /// from key `offset` up are `bins` (empty: one sample, `min_ns`); what the StatKeeper's
+    /// compact entries become in a snapshot. The result is the sketch that adding the same
+    /// samples one by one makes.
+    pub(crate) fn from_parts(
+        count: u64,
+        sum_ns: u128,
+        min_ns: u64,
+        max_ns: u64,
+        offset: i32,
+        bins: &[u16],
+    ) -> Sketch {
+        debug_assert!(bins.len() <= MAX_BINS);
+        debug_assert!(bins.is_empty() || bins.iter().map(|&c| u64::from(c)).sum::<u64>() == count);
+        Sketch {
+            count,
+            sum_ns,
+            min_ns,
+            max_ns,
+            bins: Bins {
+                offset: if bins.is_empty() { 0 } else { offset },
+                store: Store::Narrow(bins.to_vec()),
+            },
+        }
+    }
+
     /// Number of samples.
     pub fn count(&self) -> u64 {
         self.count
