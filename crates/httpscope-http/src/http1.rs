@@ -932,7 +932,12 @@ impl Http1 {
         };
         out.stats.transactions += 1;
         out.stats.incomplete += u64::from(incomplete);
-        out.transactions.push(Transaction {
+        // Reserve first, then write the transaction into its slot: `push` builds the value
+        // on the stack, keeps it across its possible reallocation, then copies it (a
+        // `memmove` of the whole struct per transaction, ~6% of the small-GET time).
+        let txs = &mut out.transactions;
+        txs.reserve(1);
+        txs.spare_capacity_mut()[0].write(Transaction {
             time_unix_ns: (start_ns as i64).saturating_add(ctx.meta.wall_offset_ns),
             start_ns,
             end_ns: end_ns.max(start_ns),
@@ -951,6 +956,8 @@ impl Http1 {
             tags: ctx.meta.tags.clone(),
             incomplete,
         });
+        // SAFETY: the slot at `len` was reserved and has just been initialised.
+        unsafe { txs.set_len(txs.len() + 1) };
     }
 }
 
