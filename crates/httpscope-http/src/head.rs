@@ -300,18 +300,22 @@ impl Fields {
             // Only Content-Length, Transfer-Encoding and Upgrade matter; other lines (and
             // lines without a colon, and folded continuations) are passed over, as lenient
             // peers do.
-            if matches!(text[0] | 0x20, b'c' | b't' | b'u') {
-                f.field(text)?;
+            match text[0] | 0x20 {
+                b'c' => f.content_length(text)?,
+                b't' => f.transfer_encoding(text),
+                b'u' => f.upgrade(text),
+                _ => {}
             }
         }
         Ok(None)
     }
 
-    /// Notes one header line if it is a framing field.
-    fn field(&mut self, text: &[u8]) -> Result<(), ParseError> {
-        // A name is followed by its colon at once (whitespace before the colon makes a
-        // different, unknown name, as RFC 9112 §5.1 has servers reject it), so each name is
-        // matched together with its colon, in place.
+    // A name is followed by its colon at once (whitespace before the colon makes a different,
+    // unknown name, as RFC 9112 §5.1 has servers reject it), so each name is matched together
+    // with its colon, in place; the line's first letter chose which name to try.
+
+    /// Notes a line starting with `c` or `C` if it is `Content-Length`.
+    fn content_length(&mut self, text: &[u8]) -> Result<(), ParseError> {
         if CONTENT_LENGTH.matches(text) {
             // Several equal values (in one field or repeated) are allowed; different ones
             // make the framing unknowable (RFC 9112 §6.3).
@@ -333,17 +337,27 @@ impl Fields {
                     _ => self.content_length = Some(n),
                 }
             }
-        } else if TRANSFER_ENCODING.matches(text) {
+        }
+        Ok(())
+    }
+
+    /// Notes a line starting with `t` or `T` if it is `Transfer-Encoding`.
+    fn transfer_encoding(&mut self, text: &[u8]) {
+        if TRANSFER_ENCODING.matches(text) {
             self.transfer_encoding = true;
             let value = trim(&text[TRANSFER_ENCODING.len..]);
             let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
             self.chunked = trim(last).eq_ignore_ascii_case(b"chunked");
-        } else if UPGRADE.matches(text) {
+        }
+    }
+
+    /// Notes a line starting with `u` or `U` if it is `Upgrade`.
+    fn upgrade(&mut self, text: &[u8]) {
+        if UPGRADE.matches(text) {
             self.upgrade_h2c |= trim(&text[UPGRADE.len..])
                 .split(|&b| b == b',')
                 .any(|t| trim(t).eq_ignore_ascii_case(b"h2c"));
         }
-        Ok(())
     }
 }
 
@@ -706,8 +720,11 @@ mod tests {
             if count > MAX_HEADERS {
                 return Err(ParseError::TooManyHeaders);
             }
-            if matches!(text[0] | 0x20, b'c' | b't' | b'u') {
-                f.field(text)?;
+            match text[0] | 0x20 {
+                b'c' => f.content_length(text)?,
+                b't' => f.transfer_encoding(text),
+                b'u' => f.upgrade(text),
+                _ => {}
             }
         }
         Ok(None)
