@@ -32,6 +32,8 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 
 _Static_assert(sizeof(struct http_event) == HS_EVENT_SIZE, "http_event size");
 _Static_assert(sizeof(struct http_stats) == HS_STATS_SIZE, "http_stats size");
+_Static_assert(__builtin_offsetof(struct http_event, laddr) == HS_EVENT_SHORT_SIZE,
+	       "the short header is the full one up to the addresses");
 
 /* Load-time settings (rodata, set by the loader before load). */
 const volatile __u32 CAPTURE_LEN = 512;
@@ -42,6 +44,10 @@ const volatile __u32 FILTER_PORTS_ON = 0;
 const volatile __u32 FILTER_CGROUP_ON = 0;
 const volatile __u32 FILTER_CGROUP_LEVEL = 0;
 const volatile __u64 FILTER_CGROUP_ID = 0;
+/* A socket's events carry the short header (no addresses, no comm) once a full one was sent
+ * less than this long ago; user space keeps a socket's stream at least this long after its
+ * last event (its idle timeout is at least twice this), so it always knows the socket. */
+const volatile __u64 FULL_EVERY_NS = 30ULL * 1000000000ULL;
 /* Wake the reader only when this much data waits; otherwise it polls on a short timer. */
 const volatile __u64 WAKEUP_BYTES = 256 * 1024;
 
@@ -82,6 +88,7 @@ struct saved_args {
 struct sock_state {
 	__u32 flags;
 	__u32 _pad;
+	__u64 full_ts; /* when its last full event was made */
 };
 
 struct scratch {
@@ -246,13 +253,14 @@ static __always_inline void fill_task(struct http_event *ev, struct task_struct 
 	d[1] = c[1];
 }
 
-static __always_inline void output(void *s, __u32 captured, __u64 now, struct http_stats *st)
+static __always_inline void output(void *s, __u32 hdr, __u32 captured, __u64 now,
+				   struct http_stats *st)
 {
 	__u64 size = captured;
 	barrier_var(size);
 	if (size > HS_MAX_CAPTURE)
 		size = HS_MAX_CAPTURE;
-	size += sizeof(struct http_event);
+	size += hdr;
 	/* The reader polls on a short timer, so events never ask for a wakeup, except when a
 	 * backlog builds up; then at most one forced wakeup per CPU per millisecond: a forced
 	 * wakeup is an irq_work (an IPI, a VM exit under virtualisation), and forcing one per
@@ -512,13 +520,27 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->cookie = bpf_get_socket_cookie(sk);
 	ev->len = ret;
-	ev->kind = HS_KIND_DATA;
 	ev->direction = dir;
 	ev->flags = 0;
+	ev->tgid = pid_tgid >> 32;
+	ev->tid = (__u32)pid_tgid;
 	*(__u32 *)ev->_pad = 0;
 	*(__u16 *)(ev->_pad + 4) = 0;
-	fill_task(ev, task, pid_tgid);
-	fill_socket(ev, sk, family);
+	/* The addresses and the process name matter to user space only when it first meets a
+	 * socket: later events carry the short header (48 bytes less to fill, write and read),
+	 * with a full one again at least every FULL_EVERY_NS. */
+	int full = !(state->flags & SOCK_STARTED) || ev->ts_ns - state->full_ts >= FULL_EVERY_NS;
+	if (full) {
+		ev->kind = HS_KIND_DATA;
+		fill_task(ev, task, pid_tgid);
+		fill_socket(ev, sk, family);
+		state->full_ts = ev->ts_ns;
+	} else {
+		ev->kind = HS_KIND_DATA_SHORT;
+		ev->family = 0;
+		ev->lport = 0;
+		ev->rport = 0;
+	}
 
 	if (!(state->flags & SOCK_STARTED)) {
 		if (state->flags & SOCK_FRESH)
@@ -545,7 +567,21 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 	if (captured < (__u32)ret)
 		ev->flags |= HS_FLAG_TRUNCATED;
 	ev->captured = captured;
-	output(s, captured, ev->ts_ns, st);
+	if (full) {
+		output(s, sizeof(struct http_event), captured, ev->ts_ns, st);
+	} else {
+		/* The short header is the full one's first 48 bytes, moved up against the
+		 * payload (which starts right after the full header). */
+		__u64 *from = (__u64 *)ev;
+		__u64 *to = (__u64 *)((__u8 *)ev + sizeof(struct http_event) - HS_EVENT_SHORT_SIZE);
+		to[5] = from[5];
+		to[4] = from[4];
+		to[3] = from[3];
+		to[2] = from[2];
+		to[1] = from[1];
+		to[0] = from[0];
+		output(to, HS_EVENT_SHORT_SIZE, captured, ev->ts_ns, st);
+	}
 	return 0;
 }
 
@@ -598,6 +634,6 @@ int BPF_PROG(hs_sock_state, const struct sock *sk, const int oldstate, const int
 	__u16 family = sk->__sk_common.skc_family;
 	if (family == AF_INET || family == AF_INET6)
 		fill_socket(ev, sk, family);
-	output(ev, 0, ev->ts_ns, stats());
+	output(ev, sizeof(struct http_event), 0, ev->ts_ns, stats());
 	return 0;
 }

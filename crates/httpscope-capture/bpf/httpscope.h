@@ -18,6 +18,9 @@
 /* http_event.kind */
 #define HS_KIND_DATA 1  /* bytes sent or received on a socket */
 #define HS_KIND_CLOSE 2 /* the socket reached TCP_CLOSE */
+#define HS_KIND_DATA_SHORT 3 /* bytes, with the short header (HS_EVENT_SHORT_SIZE): no
+                              * addresses, ports, family or comm; the socket's earlier full
+                              * event gave them */
 
 /* http_event.direction */
 #define HS_DIR_SEND 0
@@ -64,6 +67,9 @@ struct http_event {
 };
 
 #define HS_EVENT_SIZE 96
+/* A short event is the first HS_EVENT_SHORT_SIZE bytes of struct http_event (family and
+ * ports zero), then its payload. */
+#define HS_EVENT_SHORT_SIZE 48
 
 /* Per-CPU counters (one entry of a PERCPU_ARRAY), summed by user space. */
 struct http_stats {

@@ -52,6 +52,10 @@ pub struct RawEvent {
 
 /// `HS_EVENT_SIZE` in `bpf/httpscope.h`.
 pub const EVENT_SIZE: usize = 96;
+/// `HS_EVENT_SHORT_SIZE`: the header of a short event (the full one up to the addresses).
+pub const SHORT_EVENT_SIZE: usize = 48;
+/// `HS_KIND_DATA_SHORT`: data with the short header.
+pub const KIND_DATA_SHORT: u8 = 3;
 const _: () = assert!(std::mem::size_of::<RawEvent>() == EVENT_SIZE);
 
 /// The C `struct http_stats` (one per CPU).
@@ -114,6 +118,8 @@ mod field {
     pub const RADDR: Field = 64..80;
     pub const COMM: Field = 80..96;
     pub const PAYLOAD: usize = 96;
+    /// Where the payload of a short event (`HS_KIND_DATA_SHORT`) starts.
+    pub const SHORT_PAYLOAD: usize = 48;
 
     // The byte ranges above are the C layout; check them against the mirror.
     const _: () = {
@@ -227,29 +233,50 @@ impl<T: AsRef<[u8]>> Event<T> {
     /// Checks lengths and enumerations once; after that no accessor can fail or panic.
     pub fn new_checked(buf: T) -> Result<Self, EventError> {
         let b = buf.as_ref();
-        if b.len() < field::PAYLOAD {
+        if b.len() < field::SHORT_PAYLOAD {
+            return Err(EventError::Truncated);
+        }
+        let kind = b[field::KIND];
+        let header = match kind {
+            1 | 2 => field::PAYLOAD,
+            KIND_DATA_SHORT => field::SHORT_PAYLOAD,
+            _ => return Err(EventError::BadEnum),
+        };
+        if b.len() < header {
             return Err(EventError::Truncated);
         }
         let ev = Event { buf };
         let captured = ev.u32_at(field::CAPTURED) as usize;
-        if captured > MAX_CAPTURE as usize || field::PAYLOAD + captured > ev.buf.as_ref().len() {
+        if captured > MAX_CAPTURE as usize || header + captured > ev.buf.as_ref().len() {
             return Err(EventError::BadCaptured);
         }
         if captured as u64 > u64::from(ev.len()) {
             return Err(EventError::CapturedOverLen);
         }
         let b = ev.buf.as_ref();
-        if !matches!(b[field::KIND], 1 | 2)
-            || b[field::DIRECTION] > 1
-            || Syscall::from_u8(b[field::SYSCALL]).is_none()
-        {
+        if b[field::DIRECTION] > 1 || Syscall::from_u8(b[field::SYSCALL]).is_none() {
             return Err(EventError::BadEnum);
         }
         let family = ev.u16_at(field::FAMILY);
-        if ev.kind() == Kind::Data && family != AF_INET && family != AF_INET6 {
+        if kind == 1 && family != AF_INET && family != AF_INET6 {
             return Err(EventError::BadFamily);
         }
         Ok(ev)
+    }
+
+    /// Whether the event has the full header (addresses, ports, process name); a short
+    /// data event has not, and [`local`](Self::local), [`remote`](Self::remote) and
+    /// [`comm`](Self::comm) give unspecified addresses and an empty name for it.
+    pub fn has_socket(&self) -> bool {
+        self.buf.as_ref()[field::KIND] != KIND_DATA_SHORT
+    }
+
+    fn payload_at(&self) -> usize {
+        if self.has_socket() {
+            field::PAYLOAD
+        } else {
+            field::SHORT_PAYLOAD
+        }
     }
 
     fn u64_at(&self, f: field::Field) -> u64 {
@@ -329,6 +356,9 @@ impl<T: AsRef<[u8]>> Event<T> {
     }
 
     fn addr(&self, f: field::Field, port: field::Field) -> SocketAddr {
+        if !self.has_socket() {
+            return SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
+        }
         let b = &self.buf.as_ref()[f];
         let ip = if self.u16_at(field::FAMILY) == AF_INET6 {
             let mut a = [0u8; 16];
@@ -357,13 +387,17 @@ impl<T: AsRef<[u8]>> Event<T> {
 
     /// Process name.
     pub fn comm(&self) -> Comm {
+        if !self.has_socket() {
+            return Comm::default();
+        }
         Comm::from_bytes(&self.buf.as_ref()[field::COMM])
     }
 
     /// The captured payload (at most `len` bytes).
     pub fn payload(&self) -> &[u8] {
         let n = self.u32_at(field::CAPTURED) as usize;
-        &self.buf.as_ref()[field::PAYLOAD..field::PAYLOAD + n]
+        let at = self.payload_at();
+        &self.buf.as_ref()[at..at + n]
     }
 }
 
@@ -456,11 +490,56 @@ mod tests {
         );
     }
 
+    /// The same event with the short header.
+    fn short(full: &[u8]) -> Vec<u8> {
+        let mut v = full[..SHORT_EVENT_SIZE].to_vec();
+        v[38] = KIND_DATA_SHORT;
+        v[32..38].fill(0);
+        v.extend_from_slice(&full[EVENT_SIZE..]);
+        v
+    }
+
+    #[test]
+    fn short_event_decodes_without_socket_fields() {
+        let b = short(&fixture(4, 10, b"GET "));
+        assert_eq!(b.len(), SHORT_EVENT_SIZE + 4);
+        let ev = Event::new_checked(&b[..]).unwrap();
+        assert!(!ev.has_socket());
+        assert_eq!(ev.kind(), Kind::Data);
+        assert_eq!((ev.cookie(), ev.tgid(), ev.len()), (77, 42, 10));
+        assert_eq!(ev.payload(), b"GET ");
+        assert_eq!(ev.local().port(), 0);
+        assert!(ev.comm().as_bytes().is_empty());
+        assert_eq!(
+            Event::new_checked(&b[..SHORT_EVENT_SIZE + 3]).unwrap_err(),
+            EventError::BadCaptured
+        );
+        assert_eq!(
+            Event::new_checked(&b[..40]).unwrap_err(),
+            EventError::Truncated
+        );
+        // A full kind with only a short header's bytes is truncated.
+        let mut f = b.clone();
+        f[38] = 1;
+        assert_eq!(
+            Event::new_checked(&f[..]).unwrap_err(),
+            EventError::Truncated
+        );
+        assert!(Event::new_checked(&fixture(4, 10, b"GET ")[..])
+            .unwrap()
+            .has_socket());
+    }
+
     #[test]
     fn never_panics_on_arbitrary_bytes() {
-        let base = fixture(4, 10, b"GET ");
+        for base in [fixture(4, 10, b"GET "), short(&fixture(4, 10, b"GET "))] {
+            never_panics_on(base);
+        }
+    }
+
+    fn never_panics_on(base: Vec<u8>) {
         for i in 0..base.len() {
-            for v in [0u8, 1, 2, 0x7f, 0xff] {
+            for v in [0u8, 1, 2, 3, 0x7f, 0xff] {
                 let mut b = base.clone();
                 b[i] = v;
                 if let Ok(ev) = Event::new_checked(&b[..]) {

@@ -250,6 +250,10 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Loaded, Vec<u32>), EbpfUnavailab
         .max(1) as u32;
     let ring = ring_size(cfg.ring_buffer_bytes, cpus);
     let wakeup = u64::from(ring / 4);
+    // Full event headers at least every half idle timeout: a stream is only dropped for
+    // idleness after a whole one, so a short event always finds its socket's stream.
+    let full_every =
+        (cfg.idle_timeout.as_nanos() / 2).clamp(1_000_000, u128::from(u64::MAX)) as u64;
     let mut bpf = EbpfLoader::new()
         .btf(Some(btf))
         .override_global("CAPTURE_LEN", &capture_len, true)
@@ -260,6 +264,7 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Loaded, Vec<u32>), EbpfUnavailab
         .override_global("FILTER_CGROUP_LEVEL", &cgroup_level, true)
         .override_global("FILTER_CGROUP_ID", &cgroup_id, true)
         .override_global("WAKEUP_BYTES", &wakeup, true)
+        .override_global("FULL_EVERY_NS", &full_every, true)
         .map_max_entries("HS_RINGS", cpus)
         .load(OBJECT)
         .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;

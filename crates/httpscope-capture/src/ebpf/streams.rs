@@ -100,7 +100,10 @@ impl Streams {
         let s = match self.map.entry(cookie) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                if full {
+                // A short event cannot open a stream (no addresses, no process): the kernel
+                // sends a full one first and again every half idle timeout, so this is a
+                // socket whose stream was not kept (the connection limit).
+                if full || !ev.has_socket() {
                     stats.dropped.inc(DropReason::ConnectionLimit);
                     return;
                 }
@@ -282,6 +285,62 @@ mod tests {
         assert_eq!(s.len(), 1);
         assert_eq!(out.transactions.len(), 2);
         assert!(out.transactions[1].incomplete);
+    }
+
+    /// The record with the kernel's short header (no addresses, no comm).
+    fn short(rec: &[u8]) -> Vec<u8> {
+        use crate::ebpf::event::{KIND_DATA_SHORT, SHORT_EVENT_SIZE};
+        let mut v = rec[..SHORT_EVENT_SIZE].to_vec();
+        v[38] = KIND_DATA_SHORT;
+        v[32..38].fill(0);
+        v.extend_from_slice(&rec[EVENT_SIZE..]);
+        v
+    }
+
+    #[test]
+    fn short_events_continue_a_known_socket_and_cannot_open_one() {
+        let mut s = Streams::new(
+            Config::default(),
+            16,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            0,
+        );
+        let (mut out, mut st) = (Output::default(), SourceStats::default());
+        let (srv, cli) = ("127.0.0.1:80", "127.0.0.1:40000");
+        // A short event of a socket never seen is dropped and counted.
+        let lone = short(&record(9, 5, srv, cli, 1, REQ, REQ.len() as u32));
+        feed(&mut s, &lone, &mut out, &mut st);
+        assert!(s.is_empty());
+        assert_eq!(st.dropped.get(DropReason::ConnectionLimit), 1);
+        // Full first event, then short ones: one transaction with the full event's
+        // addresses and process, the body counted from the short events' lengths.
+        feed(
+            &mut s,
+            &record(1, 10, srv, cli, 1, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        let head = short(&record(
+            1,
+            20,
+            srv,
+            cli,
+            0,
+            RESP_HEAD,
+            RESP_HEAD.len() as u32,
+        ));
+        feed(&mut s, &head, &mut out, &mut st);
+        let body = short(&record(1, 30, srv, cli, 0, b"", 1000));
+        feed(&mut s, &body, &mut out, &mut st);
+        assert_eq!(out.transactions.len(), 1, "{:?}", out.transactions);
+        let t = &out.transactions[0];
+        assert_eq!(
+            (t.status, t.response_bytes, t.side, t.pid),
+            (Some(200), 1000, Some(Side::Server), Some(7))
+        );
+        assert_eq!(t.server, Some(srv.parse().unwrap()));
+        assert_eq!(t.comm.map(|c| c.to_string()).as_deref(), Some("srv"));
     }
 
     #[test]
