@@ -474,15 +474,17 @@ pub(crate) fn request_path(uri: &str, keep_query: bool, max: usize) -> CompactSt
         let end = memchr::memchr3(b'/', b'?', b'#', rest.as_bytes()).unwrap_or(rest.len());
         path = &rest[end..];
         if !path.starts_with('/') {
-            // "http://host?q" has an empty path, which means "/".
-            return if keep_query && !path.is_empty() {
-                let mut p = CompactString::with_capacity(1 + path.len());
-                p.push('/');
-                p.push_str(path);
-                p
-            } else {
-                "/".into()
+            // "http://host?q" has an empty path, which means "/"; a kept query follows it,
+            // without the fragment, and the whole stays within `max`.
+            let query = match keep_query {
+                true => &path[..memchr::memchr(b'#', path.as_bytes()).unwrap_or(path.len())],
+                false => "",
             };
+            let mut p = CompactString::with_capacity(1 + query.len());
+            p.push('/');
+            p.push_str(query);
+            truncate_at_char(&mut p, max);
+            return p;
         }
     }
     let cut = if keep_query {
@@ -493,14 +495,20 @@ pub(crate) fn request_path(uri: &str, keep_query: bool, max: usize) -> CompactSt
     if let Some(end) = cut {
         path = &path[..end];
     }
-    if path.len() > max {
+    let mut p = CompactString::from(path);
+    truncate_at_char(&mut p, max);
+    p
+}
+
+/// Cuts `s` to at most `max` bytes, at a char boundary.
+fn truncate_at_char(s: &mut CompactString, max: usize) {
+    if s.len() > max {
         let mut cut = max;
-        while !path.is_char_boundary(cut) {
+        while !s.is_char_boundary(cut) {
             cut -= 1;
         }
-        path = &path[..cut];
+        s.truncate(cut);
     }
-    path.into()
 }
 
 fn strip_scheme(uri: &str) -> Option<&str> {
@@ -526,12 +534,16 @@ mod tests {
             ("HTTPS://example.com", false, "/"),
             ("http://example.com?x", false, "/"),
             ("http://example.com?x", true, "/?x"),
+            ("http://example.com?x#frag", true, "/?x"),
+            ("http://example.com#frag", true, "/"),
+            ("http://example.com?xxxxxxxx", true, "/?xxx"),
             ("example.com:443", false, "example.com:443"),
             ("*", false, "*"),
             ("/", false, "/"),
         ];
         for (uri, keep, want) in cases {
-            assert_eq!(request_path(uri, keep, 2048), want, "{uri}");
+            let max = if want == "/?xxx" { 5 } else { 2048 };
+            assert_eq!(request_path(uri, keep, max), want, "{uri}");
         }
         assert_eq!(request_path("/ééé", false, 4), "/é");
     }
