@@ -4,9 +4,10 @@
 //! The kernel side is `bpf/http.bpf.c` (tp_btf programs on `sock_send_length` /
 //! `sock_recv_length`, which find the syscall's user buffer in its saved registers, and
 //! `inet_sock_set_state`; see its header comment).
-//! It writes [`event`]s into a BPF ring buffer: the socket cookie, 4-tuple, process, direction,
-//! syscall, length and up to [`EbpfConfig::capture_bytes`] of payload, only for sockets whose
-//! bytes look like HTTP. This module loads and attaches the programs with `aya`, turns events
+//! It writes [`event`]s into one BPF ring buffer per CPU (read back in timestamp order by
+//! `ring`): the socket cookie, 4-tuple, process, direction, syscall, length and up to
+//! [`EbpfConfig::capture_bytes`] of payload, only for sockets whose bytes look like HTTP (the
+//! 4-tuple and process only in a socket's first event, and again every half idle timeout). This module loads and attaches the programs with `aya`, turns events
 //! into per-socket streams ([`streams`]) for [`httpscope_http::Connection`], and sends
 //! [`Batch`]es of transactions plus telemetry (kernel losses included) without ever blocking.
 //!
@@ -71,8 +72,8 @@ pub struct EbpfConfig {
     /// Only processes in this cgroup v2 directory or below it (absolute, or relative to the
     /// cgroup v2 mount, e.g. `system.slice/nginx.service`; default: all).
     pub cgroup: Option<std::path::PathBuf>,
-    /// Ring buffer bytes in all (default 8 MiB), shared out between one ring per CPU: each
-    /// gets this divided by the number of CPUs, rounded up to a power of two >= 4096.
+    /// Ring buffer bytes in all (default 8 MiB), shared out between one ring per online CPU:
+    /// each gets this divided by their number, rounded up to a power of two >= 4096.
     pub ring_buffer_bytes: u32,
     /// The HTTP parser's limits.
     pub http: httpscope_http::Config,
@@ -248,7 +249,15 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Loaded, Vec<u32>), EbpfUnavailab
     let cpus = aya::util::nr_cpus()
         .map_err(|(path, e)| EbpfUnavailable::Load(format!("{path}: {e}")))?
         .max(1) as u32;
-    let ring = ring_size(cfg.ring_buffer_bytes, cpus);
+    // One ring per online CPU (a VM may declare many more possible CPUs than it runs); the
+    // slots of the others share those rings, so a CPU brought online later still has one.
+    let online = aya::util::online_cpus().unwrap_or_default();
+    let online: Vec<u32> = if online.is_empty() {
+        (0..cpus).collect()
+    } else {
+        online
+    };
+    let ring = ring_size(cfg.ring_buffer_bytes, online.len() as u32);
     let wakeup = u64::from(ring / 4);
     // Full event headers at least every half idle timeout: a stream is only dropped for
     // idleness after a whole one, so a short event always finds its socket's stream.
@@ -297,15 +306,20 @@ fn load(cfg: &EbpfConfig, btf: &Btf) -> Result<(Loaded, Vec<u32>), EbpfUnavailab
             .ok_or(EbpfUnavailable::Load("no map HS_RINGS".into()))?;
         let mut outer: ArrayOfMaps<_, MapData> =
             ArrayOfMaps::try_from(map).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
-        let mut rings = Vec::with_capacity(cpus as usize);
-        for cpu in 0..cpus {
+        let mut rings = Vec::with_capacity(online.len());
+        for _ in &online {
             let fd = ring::create_ringbuf(ring)
                 .map_err(|e| EbpfUnavailable::Load(format!("creating a ring buffer: {e}")))?;
-            let inner = MapData::from_fd(fd).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
+            rings.push(MapData::from_fd(fd).map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?);
+        }
+        for cpu in 0..cpus {
+            let k = online
+                .iter()
+                .position(|&c| c == cpu)
+                .unwrap_or(cpu as usize % rings.len());
             outer
-                .set(cpu, &inner, 0)
+                .set(cpu, &rings[k], 0)
                 .map_err(|e| EbpfUnavailable::Load(error_chain(&e)))?;
-            rings.push(inner);
         }
         rings
     };
