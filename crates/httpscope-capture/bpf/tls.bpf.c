@@ -26,6 +26,13 @@
  *
  * The events' `_pad[0]` carries the library (HS_TLS_LIB_*), `syscall` is HS_SYS_UNKNOWN.
  *
+ * Cost (bench/tls, BENCHMARKS.md "TLS source"): every probed call pays the uprobe mechanism
+ * (a breakpoint trap at entry, the return trampoline) whatever runs; the programs here are
+ * kept to what they must do: the call in progress lives in task storage (no hash lookup, no
+ * delete), the return program reserves its event in the ring buffer and copies the plaintext
+ * straight into it (no scratch buffer, no second copy), reads the process name through BTF,
+ * and a call that moved no bytes (WANT_READ, errors) only updates the socket cache.
+ *
  * Compiled by build.rs (clang -O2 -g -target bpf), stripped with llvm-strip -g, committed.
  */
 #include "vmlinux.h"
@@ -71,7 +78,7 @@ struct tls_stats {
 	__u64 ringbuf_lost; /* events the ring buffer had no room for */
 	__u64 no_socket;    /* events of a TLS object with no known socket */
 	__u64 read_faults;  /* user memory that could not be read */
-	__u64 calls_lost;   /* calls not followed: the per-thread table was full */
+	__u64 calls_lost;   /* calls not followed: no per-thread storage could be had */
 	__u64 execs_lost;   /* exec notices the ring buffer had no room for */
 	__u64 _reserved[2]; /* [0]: last forced ring-buffer wakeup on this CPU (ns) */
 };
@@ -96,7 +103,8 @@ struct tls_call {
 	__u8 dir;      /* HS_DIR_* */
 	__u8 lib;      /* HS_TLS_LIB_* */
 	__u8 has_sock; /* a socket was seen during the call */
-	__u8 _pad[5];
+	__u8 active;   /* the thread is inside the call */
+	__u8 _pad[4];
 	struct tls_sock sock;
 };
 
@@ -104,11 +112,6 @@ struct ssl_key {
 	__u32 tgid;
 	__u32 _pad;
 	__u64 ssl;
-};
-
-struct scratch {
-	struct http_event ev;
-	__u8 data[2 * HS_MAX_CAPTURE];
 };
 
 struct {
@@ -122,12 +125,13 @@ struct {
 	__uint(max_entries, 64 * 1024);
 } HS_TLS_EXECS SEC(".maps");
 
-/* Threads inside a TLS call, by pid_tgid. Empty most of the time: the socket tracepoints
- * look here first and leave at once when the thread is not in a TLS call. */
+/* The TLS call a thread is in (`active`), in the thread's own storage: found from the task
+ * without a hash lookup (the socket tracepoints, which run for every socket send/receive on
+ * the host, look here first and leave at once), no table to fill up, freed with the thread. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct tls_call);
 } HS_TLS_CALLS SEC(".maps");
 
@@ -138,13 +142,6 @@ struct {
 	__type(key, struct ssl_key);
 	__type(value, struct tls_sock);
 } HS_TLS_SOCKS SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct scratch);
-} HS_TLS_SCRATCH SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -194,17 +191,21 @@ static __always_inline int call_enter(__u64 ssl, __u64 buf, __u64 len_ptr, __u8 
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!pid_wanted(id >> 32))
 		return 0;
-	struct tls_call c = {};
-	c.ssl = ssl;
-	c.buf = buf;
-	c.len_ptr = len_ptr;
-	c.dir = dir;
-	c.lib = lib;
-	if (bpf_map_update_elem(&HS_TLS_CALLS, &id, &c, BPF_ANY)) {
+	struct tls_call *c = bpf_task_storage_get(&HS_TLS_CALLS, bpf_get_current_task_btf(), 0,
+						  BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!c) {
 		struct tls_stats *st = stats();
 		if (st)
 			st->calls_lost++;
+		return 0;
 	}
+	c->ssl = ssl;
+	c->buf = buf;
+	c->len_ptr = len_ptr;
+	c->dir = dir;
+	c->lib = lib;
+	c->has_sock = 0;
+	c->active = 1;
 	return 0;
 }
 
@@ -257,9 +258,8 @@ int BPF_KPROBE(hs_gnutls_recv, void *session, void *data, __u64 size)
  * a TLS call. */
 static __always_inline int on_sock(struct sock *sk)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *c = bpf_map_lookup_elem(&HS_TLS_CALLS, &id);
-	if (!c)
+	struct tls_call *c = bpf_task_storage_get(&HS_TLS_CALLS, bpf_get_current_task_btf(), 0, 0);
+	if (!c || !c->active)
 		return 0;
 	__u16 family = sk->__sk_common.skc_family;
 	if (family != AF_INET && family != AF_INET6)
@@ -300,15 +300,10 @@ int BPF_PROG(hs_tls_sock_recv, struct sock *sk, int ret, int flags)
 
 /* ---------------------------------------------------------------- return */
 
-static __always_inline void output(void *s, __u32 captured, struct tls_stats *st)
+/* Ring-buffer flags for the next event: no wakeup per event (the reader polls on a timer), at
+ * most one forced wakeup per CPU per millisecond while a backlog builds (as in http.bpf.c). */
+static __always_inline __u64 wakeup_flags(struct tls_stats *st)
 {
-	__u64 size = captured;
-	barrier_var(size);
-	if (size > HS_MAX_CAPTURE)
-		size = HS_MAX_CAPTURE;
-	size += sizeof(struct http_event);
-	/* As in http.bpf.c: no wakeup per event (the reader polls on a timer), at most one
-	 * forced wakeup per CPU per millisecond while a backlog builds. */
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	if (st && bpf_ringbuf_query(&HS_TLS_EVENTS, BPF_RB_AVAIL_DATA) >= WAKEUP_BYTES) {
 		__u64 now = bpf_ktime_get_ns();
@@ -317,20 +312,37 @@ static __always_inline void output(void *s, __u32 captured, struct tls_stats *st
 			flags = BPF_RB_FORCE_WAKEUP;
 		}
 	}
-	if (bpf_ringbuf_output(&HS_TLS_EVENTS, s, size, flags)) {
-		if (st)
-			st->ringbuf_lost++;
-	} else if (st) {
-		st->events++;
-	}
+	return flags;
 }
+
+/* Reserves an event with room for `room` payload bytes (a constant: the verifier sizes the
+ * sample by it) and copies up to that much of the plaintext straight into it: no scratch
+ * buffer, no second copy. The sample may be longer than header + captured; user space reads
+ * `captured`. */
+#define EMIT_CLASS(room)                                                                  \
+	do {                                                                              \
+		ev = bpf_ringbuf_reserve(&HS_TLS_EVENTS, sizeof(struct http_event) + (room), 0); \
+		if (!ev)                                                                  \
+			goto lost;                                                        \
+		__u64 k = n;                                                              \
+		barrier_var(k);                                                           \
+		if (k > (room))                                                           \
+			k = (room);                                                       \
+		if (k > 0 && bpf_probe_read_user((void *)(ev + 1), k, (void *)buf)) {     \
+			if (st)                                                           \
+				st->read_faults++;                                        \
+			k = 0;                                                            \
+		}                                                                         \
+		captured = k;                                                             \
+	} while (0)
 
 static __always_inline int call_return(long rc)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct tls_call *c = bpf_map_lookup_elem(&HS_TLS_CALLS, &id);
-	if (!c)
+	struct tls_call *c = bpf_task_storage_get(&HS_TLS_CALLS, bpf_get_current_task_btf(), 0, 0);
+	if (!c || !c->active)
 		return 0;
+	c->active = 0;
 	struct tls_stats *st = stats();
 	__u64 moved = 0;
 	if (c->len_ptr) {
@@ -356,7 +368,8 @@ static __always_inline int call_return(long rc)
 		struct tls_sock *old = bpf_map_lookup_elem(&HS_TLS_SOCKS, &key);
 		if (!old || old->cookie != sock.cookie)
 			bpf_map_update_elem(&HS_TLS_SOCKS, &key, &sock, BPF_ANY);
-	} else {
+	} else if (moved > 0) {
+		/* A call that moved nothing (WANT_READ, ...) needs no cached socket. */
 		struct tls_sock *old = bpf_map_lookup_elem(&HS_TLS_SOCKS, &key);
 		if (old) {
 			sock = *old;
@@ -364,8 +377,8 @@ static __always_inline int call_return(long rc)
 		}
 	}
 	__u64 buf = c->buf;
+	__u64 ssl = c->ssl;
 	__u8 dir = c->dir, lib = c->lib;
-	bpf_map_delete_elem(&HS_TLS_CALLS, &id);
 	if (moved == 0 || moved > 0x7fffffff)
 		return 0;
 
@@ -377,23 +390,38 @@ static __always_inline int call_return(long rc)
 			return 0;
 	}
 
-	__u32 zero = 0;
-	struct scratch *s = bpf_map_lookup_elem(&HS_TLS_SCRATCH, &zero);
-	if (!s)
-		return 0;
-	struct http_event *ev = &s->ev;
-	__builtin_memset(ev, 0, sizeof(*ev));
+	__u64 n = moved;
+	__u64 cap = CAPTURE_LEN;
+	if (cap > HS_MAX_CAPTURE)
+		cap = HS_MAX_CAPTURE;
+	if (n > cap)
+		n = cap;
+	struct http_event *ev;
+	__u32 captured = 0;
+	/* Three sizes of sample: a request line and a few headers, a typical head, the most. */
+	if (n <= 128)
+		EMIT_CLASS(128);
+	else if (n <= 512)
+		EMIT_CLASS(512);
+	else
+		EMIT_CLASS(HS_MAX_CAPTURE);
+
 	ev->ts_ns = bpf_ktime_get_ns();
 	ev->tgid = id >> 32;
 	ev->tid = (__u32)id;
 	ev->len = moved;
+	ev->captured = captured;
 	ev->kind = HS_KIND_DATA;
 	ev->direction = dir;
 	ev->syscall = HS_SYS_UNKNOWN;
+	ev->flags = captured < moved ? HS_FLAG_TRUNCATED : 0;
+	__builtin_memset(ev->_pad, 0, sizeof(ev->_pad));
 	ev->_pad[0] = lib;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
-	bpf_core_read(ev->comm, sizeof(ev->comm), &leader->comm);
+	/* The thread group leader's name, read through BTF (no helper call per field). */
+	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
+	__u64 *comm = (__u64 *)ev->comm;
+	comm[0] = *(__u64 *)&leader->comm[0];
+	comm[1] = *(__u64 *)&leader->comm[8];
 	if (known) {
 		ev->cookie = sock.cookie;
 		ev->family = sock.family;
@@ -404,34 +432,22 @@ static __always_inline int call_return(long rc)
 	} else {
 		/* Unknown socket: a key of its own, an all-zero IPv4 tuple (user space reports no
 		 * addresses). */
-		ev->cookie = NO_SOCKET_KEY | (((id >> 32) << 32) ^ (c->ssl & ~NO_SOCKET_KEY));
+		ev->cookie = NO_SOCKET_KEY | (((id >> 32) << 32) ^ (ssl & ~NO_SOCKET_KEY));
 		ev->family = AF_INET;
+		ev->lport = 0;
+		ev->rport = 0;
+		__builtin_memset(ev->laddr, 0, 16);
+		__builtin_memset(ev->raddr, 0, 16);
 		if (st)
 			st->no_socket++;
 	}
-
-	__u64 n = moved;
-	__u64 cap = CAPTURE_LEN;
-	if (cap > HS_MAX_CAPTURE)
-		cap = HS_MAX_CAPTURE;
-	if (n > cap)
-		n = cap;
-	barrier_var(n);
-	if (n > HS_MAX_CAPTURE)
-		n = HS_MAX_CAPTURE;
-	__u32 captured = 0;
-	if (n > 0) {
-		if (bpf_probe_read_user(s->data, n, (void *)buf)) {
-			if (st)
-				st->read_faults++;
-		} else {
-			captured = n;
-		}
-	}
-	if (captured < moved)
-		ev->flags |= HS_FLAG_TRUNCATED;
-	ev->captured = captured;
-	output(s, captured, st);
+	bpf_ringbuf_submit(ev, wakeup_flags(st));
+	if (st)
+		st->events++;
+	return 0;
+lost:
+	if (st)
+		st->ringbuf_lost++;
 	return 0;
 }
 

@@ -108,7 +108,7 @@ pub struct TlsRawStats {
     pub no_socket: u64,
     /// User memory reads that failed.
     pub read_faults: u64,
-    /// TLS calls not followed because the per-thread table was full.
+    /// TLS calls not followed because no per-thread storage could be allocated.
     pub calls_lost: u64,
     /// Exec notices lost (ring full).
     pub execs_lost: u64,

@@ -223,7 +223,7 @@ pub struct KernelCounts {
     pub no_socket: u64,
     /// User memory the programs could not read.
     pub read_faults: u64,
-    /// TLS calls not followed because the per-thread table was full.
+    /// TLS calls not followed because no per-thread storage could be allocated.
     pub calls_lost: u64,
     /// Exec notices lost.
     pub execs_lost: u64,
@@ -330,6 +330,9 @@ fn load(cfg: &TlsConfig, btf: &Btf) -> Result<(Ebpf, Vec<u32>), TlsUnavailable> 
         .override_global("FILTER_CGROUP_ID", &cgroup_id, true)
         .override_global("WAKEUP_BYTES", &wakeup, true)
         .map_max_entries("HS_TLS_EVENTS", ring)
+        // HS_TLS_CALLS is task storage, which aya creates but has no typed view of (none is
+        // needed: only the BPF programs use it).
+        .allow_unsupported_maps()
         .load(OBJECT)
         .map_err(|e| load_err(&e))?;
     {
