@@ -560,11 +560,11 @@ pub fn capture(
         if stopping || last_flush.elapsed() >= cfg.flush_interval {
             last_flush = Instant::now();
             if stopping {
-                // Whatever is still in the rings was produced before we stopped: drain it.
-                while rings.drain(false, usize::MAX, |rec| {
+                // Whatever is in the rings now was produced before we stopped: drain it,
+                // once (a loop until empty would not end while the traffic goes on).
+                rings.drain(false, usize::MAX, |rec| {
                     feed_record(&mut streams, rec, &mut out, &mut pending)
-                }) > 0
-                {}
+                });
             }
             streams.sweep(monotonic_ns(), &mut out, &mut pending);
             if stopping {
