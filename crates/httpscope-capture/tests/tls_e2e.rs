@@ -962,3 +962,45 @@ fn cgroup_filter_keeps_only_tls_calls_of_processes_in_the_cgroup() {
     );
     assert_gone(&report.program_ids, &report.map_ids);
 }
+
+#[test]
+fn request_head_longer_than_the_default_capture_is_parsed_with_a_larger_capture() {
+    // The return program reserves events in three sizes (128, 512 and 4096 payload bytes):
+    // a 2 KB request head only parses when the largest one is used and filled; the response
+    // (about 250 bytes of head) and the other tests' short requests take the two others.
+    require!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let port = nginx.port;
+    let mut tls_cap = start_tls(TlsConfig {
+        ports: vec![port],
+        capture_bytes: 4096,
+        ..TlsConfig::default()
+    });
+    let mut curl = Command::new("curl");
+    curl.args(["-sSk", "--max-time", "20", "-o", "/dev/null", "-H"])
+        .arg(format!("X-Long: {}", "v".repeat(2000)))
+        .arg(format!("https://127.0.0.1:{port}/big-head"));
+    let curl_pid = run(curl, None);
+    tls_cap.collect_until(Duration::from_secs(10), |t| t.len() >= 2);
+    std::thread::sleep(Duration::from_millis(300));
+    let (txs, report) = tls_cap.finish();
+    let report = report.expect("tls capture failed");
+    assert_eq!(nginx.access_log().len(), 1, "nginx answered");
+    assert_eq!(txs.len(), 2, "one transaction per side: {txs:#?}");
+    for side in [Side::Client, Side::Server] {
+        let t = txs
+            .iter()
+            .find(|t| t.side == Some(side))
+            .unwrap_or_else(|| panic!("no {side:?} side: {txs:#?}"));
+        assert_eq!(
+            (t.method, t.path.as_str(), t.status, t.incomplete),
+            (Some(Method::Get), "/big-head", Some(404), false),
+            "{t:?}"
+        );
+        if side == Side::Client {
+            assert_eq!(t.pid, Some(curl_pid), "{t:?}");
+        }
+    }
+    assert_gone(&report.program_ids, &report.map_ids);
+}
