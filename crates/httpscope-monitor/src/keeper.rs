@@ -418,6 +418,9 @@ impl Slot {
     }
 }
 
+/// Transactions [`StatKeeper::add_batch`] prepares before it updates their stats.
+const CHUNK: usize = 32;
+
 /// A transaction that phase one of [`StatKeeper::add_batch`] found fit to aggregate.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -515,16 +518,50 @@ impl StatKeeper {
     /// touches only small hot tables), then the stats of the whole chunk are updated (phase
     /// two: short independent updates, so the CPU overlaps their misses).
     pub fn add_batch(&mut self, txs: &[Transaction]) {
-        const CHUNK: usize = 32;
         let mut pending = std::mem::take(&mut self.pending);
         for chunk in txs.chunks(CHUNK) {
             pending.clear();
             pending.extend(chunk.iter().filter_map(|tx| self.prepare(tx)));
-            for p in &pending {
-                self.commit(p);
-            }
+            self.commit_chunk(&pending);
         }
         self.pending = pending;
+    }
+
+    /// Phase two for a chunk of at most [`CHUNK`] transactions. First every key's table entry
+    /// is found and the bin its latency goes to is read (and discarded): a short loop of
+    /// independent lookups, so the CPU has the entries' and the bins' cache misses of many
+    /// transactions in flight at once. Then each entry found is updated where it lies; the
+    /// rest (new keys, overflows) take [`StatKeeper::commit`]'s general way, and once a key
+    /// was inserted (which may move entries) so do all the chunk's remaining transactions.
+    #[inline]
+    fn commit_chunk(&mut self, pending: &[Pending]) {
+        use std::hash::BuildHasher;
+        const NONE: usize = usize::MAX;
+        let mut found = [NONE; CHUNK];
+        for (at, p) in found.iter_mut().zip(pending) {
+            let hash = self.hasher.hash_one(p.key);
+            if let Some(i) = self.stats.find_bucket_index(hash, |s| s.key == p.key) {
+                *at = i;
+                if let Some(slot) = self.stats.get_bucket(i) {
+                    let idx = (p.bin - i32::from(slot.offset)) as usize;
+                    std::hint::black_box(slot.bins.get(idx).copied());
+                }
+            }
+        }
+        let mut moved = false;
+        for (&at, p) in found.iter().zip(pending) {
+            if !moved && at != NONE {
+                if let Some(slot) = self.stats.get_bucket_mut(at) {
+                    if slot.add(p) {
+                        self.counted(p);
+                        continue;
+                    }
+                }
+            }
+            let keys = self.stats.len();
+            self.commit(p);
+            moved |= self.stats.len() != keys;
+        }
     }
 
     /// Phase one: counts the transaction, validates, quantizes and interns it; `None` when it
@@ -651,6 +688,12 @@ impl StatKeeper {
                 side.merge(&alone);
             }
         }
+        self.counted(p);
+    }
+
+    /// Counts `p` as aggregated and widens the data's time span.
+    #[inline]
+    fn counted(&mut self, p: &Pending) {
         self.counts.aggregated += 1;
         if p.time_unix_ns > 0 {
             let end = p
