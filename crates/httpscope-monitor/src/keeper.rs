@@ -116,6 +116,38 @@ fn is_error(status: u16, side: Option<Side>) -> bool {
     status >= 500 || (status >= 400 && side == Some(Side::Client))
 }
 
+/// Upper bounds (inclusive, bytes) of the body-size histogram buckets: 0, then 64 B × 4^k up
+/// to 64 MiB; a last bucket (+Inf) holds the larger bodies. Fixed, so that a key's counts are a
+/// small array and exporters give every series the same `le`s.
+pub const BODY_SIZE_BOUNDS: [u64; 12] = [
+    0,
+    64,
+    256,
+    1 << 10,
+    4 << 10,
+    16 << 10,
+    64 << 10,
+    256 << 10,
+    1 << 20,
+    4 << 20,
+    16 << 20,
+    64 << 20,
+];
+
+/// Body-size buckets: one per bound of [`BODY_SIZE_BOUNDS`] and +Inf.
+pub const BODY_SIZE_BUCKETS: usize = BODY_SIZE_BOUNDS.len() + 1;
+
+/// The body-size bucket of `bytes`: the first `i` with `bytes <= BODY_SIZE_BOUNDS[i]`, else
+/// the last (+Inf). Without branches or a search: for `bytes >= 1` the bucket follows from the
+/// bit length of `bytes - 1` (bucket `k >= 1` ends at `2^(4 + 2k)`).
+#[inline]
+pub fn body_size_bucket(bytes: u64) -> usize {
+    let bits = 64 - bytes.wrapping_sub(1).leading_zeros();
+    let k = (1 + (bits.max(6) - 5) / 2).min(BODY_SIZE_BUCKETS as u32 - 1);
+    // 0 bytes: bits is 64 (the wrapped `u64::MAX`), masked to bucket 0.
+    (k & (u32::from(bytes != 0)).wrapping_neg()) as usize
+}
+
 /// The aggregate of one endpoint.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EndpointStats {
@@ -125,6 +157,11 @@ pub struct EndpointStats {
     pub request_bytes: u64,
     /// Response body bytes.
     pub response_bytes: u64,
+    /// Transactions by request body size: bucket `i` counts sizes `<= BODY_SIZE_BOUNDS[i]`
+    /// (and above the previous bound); the last, sizes above them all. Not cumulative.
+    pub request_sizes: [u64; BODY_SIZE_BUCKETS],
+    /// Transactions by response body size, bucketed as `request_sizes`.
+    pub response_sizes: [u64; BODY_SIZE_BUCKETS],
     /// Latencies (first request byte to last response byte).
     pub latency: Sketch,
 }
@@ -135,6 +172,12 @@ impl EndpointStats {
         self.count += other.count;
         self.request_bytes += other.request_bytes;
         self.response_bytes += other.response_bytes;
+        for (a, b) in self.request_sizes.iter_mut().zip(&other.request_sizes) {
+            *a += b;
+        }
+        for (a, b) in self.response_sizes.iter_mut().zip(&other.response_sizes) {
+            *a += b;
+        }
         self.latency.merge(&other.latency);
     }
 }
@@ -257,6 +300,11 @@ impl hashbrown::Equivalent<RouteKey> for RouteBytes<'_> {
 /// entry's aggregate into [`StatKeeper::spilled`] (an [`EndpointStats`], which has room) and
 /// starts the entry again, so nothing is lost or changed: [`StatKeeper::take`] merges the two.
 /// (Rare: a `u32` of body bytes holds 4 GiB, a bin 65,535 samples.)
+///
+/// The body-size bucket counts live in the bins' allocation, before the latency bins
+/// ([`SIZES`] `u16`s: request sizes, then response sizes): no room in the line, and while the
+/// entry holds one sample its sizes are the byte sums, so a key's first sample still allocates
+/// nothing. They overflow like the bins (a bucket past 65,535 spills the entry).
 #[derive(Debug)]
 #[repr(align(64))]
 struct Slot {
@@ -265,14 +313,19 @@ struct Slot {
     response_bytes: u32,
     /// The key of `bins[0]`.
     offset: i16,
-    /// Bins in use; 0 while the entry holds one sample (`min_ns`), which takes no bins.
+    /// Latency bins in use; 0 while the entry holds one sample (`min_ns`), which takes no
+    /// bins.
     len: u16,
     sum_ns: u64,
     min_ns: u64,
     max_ns: u64,
-    /// Dense bin counts from `offset` up; zero past `len`; allocated at the second sample.
+    /// [`SIZES`] body-size bucket counts, then dense latency bin counts from `offset` up
+    /// (zero past `len`); allocated at the second sample.
     bins: Box<[u16]>,
 }
+
+/// `u16`s of body-size bucket counts at the start of [`Slot::bins`]: request, then response.
+const SIZES: usize = 2 * BODY_SIZE_BUCKETS;
 
 impl Slot {
     /// An entry with nothing in it yet.
@@ -292,7 +345,9 @@ impl Slot {
 
     /// Empties the entry (keeping its bins' allocation).
     fn clear(&mut self) {
-        self.bins[..usize::from(self.len)].fill(0);
+        if !self.bins.is_empty() {
+            self.bins[..SIZES + usize::from(self.len)].fill(0);
+        }
         *self = Slot {
             bins: std::mem::take(&mut self.bins),
             ..Slot::empty(self.key)
@@ -316,12 +371,21 @@ impl Slot {
             self.min_ns = p.ns;
             self.max_ns = p.ns;
         } else {
-            if self.len == 0 && !self.add_bin(bin_key(self.min_ns)) {
+            if self.len == 0 {
+                // The second sample: the first moves into bins (its sizes are the sums).
+                if !self.add_bin(bin_key(self.min_ns)) {
+                    return false;
+                }
+                self.bins[body_size_bucket(self.request_bytes.into())] = 1;
+                self.bins[BODY_SIZE_BUCKETS + body_size_bucket(self.response_bytes.into())] = 1;
+            }
+            let rq = usize::from(p.request_size);
+            let rs = BODY_SIZE_BUCKETS + usize::from(p.response_size);
+            if self.bins[rq] == u16::MAX || self.bins[rs] == u16::MAX || !self.add_bin(p.bin) {
                 return false;
             }
-            if !self.add_bin(p.bin) {
-                return false;
-            }
+            self.bins[rq] += 1;
+            self.bins[rs] += 1;
             self.min_ns = self.min_ns.min(p.ns);
             self.max_ns = self.max_ns.max(p.ns);
         }
@@ -339,17 +403,17 @@ impl Slot {
         let len = usize::from(self.len);
         if len == 0 {
             if self.bins.is_empty() {
-                self.bins = vec![0; 8].into_boxed_slice();
+                self.bins = vec![0; SIZES + 8].into_boxed_slice();
             }
             self.offset = key as i16;
-            self.bins[0] = 1;
+            self.bins[SIZES] = 1;
             self.len = 1;
             return true;
         }
         let offset = i32::from(self.offset);
         if key >= offset {
             let idx = (key - offset) as usize;
-            if let Some(c) = self.bins[..len].get_mut(idx) {
+            if let Some(c) = self.bins[SIZES..SIZES + len].get_mut(idx) {
                 let Some(n) = c.checked_add(1) else {
                     return false;
                 };
@@ -360,7 +424,7 @@ impl Slot {
                 return false;
             }
             self.reserve(idx + 1);
-            self.bins[idx] = 1;
+            self.bins[SIZES + idx] = 1;
             self.len = (idx + 1) as u16;
             return true;
         }
@@ -369,20 +433,21 @@ impl Slot {
             return false;
         }
         self.reserve(len + grow);
-        self.bins.copy_within(..len, grow);
-        self.bins[1..grow].fill(0);
-        self.bins[0] = 1;
+        self.bins.copy_within(SIZES..SIZES + len, SIZES + grow);
+        self.bins[SIZES + 1..SIZES + grow].fill(0);
+        self.bins[SIZES] = 1;
         self.offset = key as i16;
         self.len = (len + grow) as u16;
         true
     }
 
-    /// Makes room for `n` bins (the new ones zero).
+    /// Makes room for `n` latency bins (the new ones zero).
     fn reserve(&mut self, n: usize) {
-        if n > self.bins.len() {
+        if SIZES + n > self.bins.len() {
             let want = (n + n / 4).clamp(8, MAX_BINS).max(n);
-            let mut bins = vec![0; want].into_boxed_slice();
-            bins[..usize::from(self.len)].copy_from_slice(&self.bins[..usize::from(self.len)]);
+            let mut bins = vec![0; SIZES + want].into_boxed_slice();
+            let used = SIZES + usize::from(self.len);
+            bins[..used].copy_from_slice(&self.bins[..used]);
             self.bins = bins;
         }
     }
@@ -392,16 +457,29 @@ impl Slot {
         if self.sum_ns == 0 {
             return None;
         }
-        let bins = &self.bins[..usize::from(self.len)];
-        let count = if bins.is_empty() {
-            1
+        let mut request_sizes = [0; BODY_SIZE_BUCKETS];
+        let mut response_sizes = [0; BODY_SIZE_BUCKETS];
+        let (count, bins) = if self.len == 0 {
+            request_sizes[body_size_bucket(self.request_bytes.into())] = 1;
+            response_sizes[body_size_bucket(self.response_bytes.into())] = 1;
+            (1, &[][..])
         } else {
-            bins.iter().map(|&c| u64::from(c)).sum()
+            let (sizes, bins) = self.bins[..SIZES + usize::from(self.len)].split_at(SIZES);
+            for (i, &c) in sizes.iter().enumerate() {
+                if i < BODY_SIZE_BUCKETS {
+                    request_sizes[i] = c.into();
+                } else {
+                    response_sizes[i - BODY_SIZE_BUCKETS] = c.into();
+                }
+            }
+            (bins.iter().map(|&c| u64::from(c)).sum(), bins)
         };
         Some(EndpointStats {
             count,
             request_bytes: self.request_bytes.into(),
             response_bytes: self.response_bytes.into(),
+            request_sizes,
+            response_sizes,
             latency: Sketch::from_parts(
                 count,
                 self.sum_ns.into(),
@@ -430,6 +508,9 @@ struct Pending {
     bin: i32,
     request_bytes: u64,
     response_bytes: u64,
+    /// The body sizes' buckets ([`body_size_bucket`]), computed in phase one.
+    request_size: u8,
+    response_size: u8,
     time_unix_ns: i64,
 }
 
@@ -544,7 +625,7 @@ impl StatKeeper {
                 *at = i;
                 if let Some(slot) = self.stats.get_bucket(i) {
                     let idx = (p.bin - i32::from(slot.offset)) as usize;
-                    std::hint::black_box(slot.bins.get(idx).copied());
+                    std::hint::black_box(slot.bins.get(SIZES.wrapping_add(idx)).copied());
                 }
             }
         }
@@ -645,6 +726,8 @@ impl StatKeeper {
             bin: bin_key(ns),
             request_bytes: tx.request_bytes,
             response_bytes: tx.response_bytes,
+            request_size: body_size_bucket(tx.request_bytes) as u8,
+            response_size: body_size_bucket(tx.response_bytes) as u8,
             time_unix_ns: tx.time_unix_ns,
         })
     }
@@ -683,7 +766,10 @@ impl StatKeeper {
                     request_bytes: p.request_bytes,
                     response_bytes: p.response_bytes,
                     latency: Sketch::new(),
+                    ..EndpointStats::default()
                 };
+                alone.request_sizes[usize::from(p.request_size)] = 1;
+                alone.response_sizes[usize::from(p.response_size)] = 1;
                 alone.latency.add_binned(p.ns, p.bin);
                 side.merge(&alone);
             }
@@ -943,6 +1029,11 @@ mod tests {
         assert_eq!(key.client, Some("10.0.0.9:0".parse().unwrap()));
         assert_eq!(st.count, 2);
         assert_eq!(st.request_bytes, 20);
+        // 10-byte requests and 100-byte responses: buckets (0, 64] and (64, 256].
+        assert_eq!(st.request_sizes[1], 2);
+        assert_eq!(st.response_sizes[2], 2);
+        assert_eq!(st.request_sizes.iter().sum::<u64>(), 2);
+        assert_eq!(entries[1].1.response_sizes[2], 1);
         assert_eq!(st.latency.max_ns(), Some(3_000_000));
         assert!(entries[1].0.is_error());
         assert!(k.is_empty());
@@ -997,9 +1088,38 @@ mod tests {
             s.count += 1;
             s.request_bytes += t.request_bytes;
             s.response_bytes += t.response_bytes;
+            s.request_sizes[linear_bucket(t.request_bytes)] += 1;
+            s.response_sizes[linear_bucket(t.response_bytes)] += 1;
             s.latency.add(t.duration_ns());
         }
         out.into_iter().collect()
+    }
+
+    /// The body-size bucket by a scan of the bounds.
+    fn linear_bucket(bytes: u64) -> usize {
+        BODY_SIZE_BOUNDS
+            .iter()
+            .position(|&b| bytes <= b)
+            .unwrap_or(BODY_SIZE_BOUNDS.len())
+    }
+
+    #[test]
+    fn body_size_bucket_is_the_first_bound_not_below() {
+        let mut sizes = vec![0, 1, 2, u64::MAX - 1, u64::MAX];
+        for &b in &BODY_SIZE_BOUNDS {
+            sizes.extend([b.saturating_sub(1), b, b + 1]);
+        }
+        for shift in 0..64 {
+            let p = 1u64 << shift;
+            sizes.extend([p - 1, p, p + 1, p | (p >> 1)]);
+        }
+        for n in sizes {
+            assert_eq!(body_size_bucket(n), linear_bucket(n), "{n}");
+        }
+        assert_eq!(body_size_bucket(0), 0);
+        assert_eq!(body_size_bucket(64), 1);
+        assert_eq!(body_size_bucket(65), 2);
+        assert_eq!(body_size_bucket((64 << 20) + 1), BODY_SIZE_BUCKETS - 1);
     }
 
     fn taken(k: &mut StatKeeper) -> Vec<(EndpointKey, EndpointStats)> {
@@ -1054,6 +1174,10 @@ mod tests {
         assert!(got
             .iter()
             .any(|(_, s)| s.latency.sum_ns() > u128::from(u64::MAX)));
+        assert!(hot.1.request_sizes[1] > 65_535 && hot.1.response_sizes[2] > 65_535);
+        let a = got.iter().find(|(k, _)| &*k.route == "/a/*").unwrap();
+        assert!(a.1.response_sizes[BODY_SIZE_BUCKETS - 1] > 0);
+        assert!(a.1.request_sizes.iter().filter(|&&c| c > 0).count() > 5);
         // And the keeper is empty and reusable afterwards.
         assert!(batched.is_empty() && batched.spilled.is_empty());
         batched.add_batch(&txs[..10]);
