@@ -109,6 +109,12 @@ fn real_prometheus_scrapes_our_metrics() {
     let slow_bucket = r#"http_server_request_duration_seconds_bucket{http_route="/users/*",http_response_status_code="500",le="0.025"}"#;
     let client = r#"http_client_request_duration_seconds_sum{http_route="/orders",http_request_method="POST"}"#;
     let client_body = r#"http_client_request_body_size_bytes_sum{http_route="/orders"}"#;
+    // 50-byte request bodies: none at le="0", all ten by le="64"; 100-byte responses of the
+    // server's 200s: none by le="64", all 27 by le="256".
+    let body_le = |side: &str, what: &str, route: &str, le: &str| {
+        format!(r#"http_{side}_{what}_body_size_bytes_bucket{{http_route="{route}",le="{le}"}}"#)
+    };
+    let ok_resp = r#",http_response_status_code="200"}"#;
     let malformed = r#"httpscope_malformed_total{reason="empty_path"}"#;
     let events = r#"httpscope_events_total{source="packet"}"#;
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -133,6 +139,28 @@ fn real_prometheus_scrapes_our_metrics() {
     let client_sum = query(prom_addr, client).unwrap();
     assert!((client_sum - 3.0).abs() < 1e-9, "{client_sum}");
     assert_eq!(query(prom_addr, client_body), Some(500.0));
+    assert_eq!(
+        query(prom_addr, &body_le("client", "request", "/orders", "0")),
+        Some(0.0)
+    );
+    assert_eq!(
+        query(prom_addr, &body_le("client", "request", "/orders", "64")),
+        Some(10.0)
+    );
+    assert_eq!(
+        query(prom_addr, &body_le("client", "request", "/orders", "+Inf")),
+        Some(10.0)
+    );
+    let resp = |le| body_le("server", "response", "/users/*", le).replace('}', ok_resp);
+    assert_eq!(query(prom_addr, &resp("64")), Some(0.0));
+    assert_eq!(query(prom_addr, &resp("256")), Some(27.0));
+    assert_eq!(
+        query(
+            prom_addr,
+            r#"http_server_response_body_size_bytes_count{http_route="/users/*",http_response_status_code="500"}"#
+        ),
+        Some(3.0)
+    );
     assert_eq!(query(prom_addr, malformed), Some(2.0));
     assert_eq!(query(prom_addr, events), Some(123.0));
     assert_eq!(query(prom_addr, r#"up{job="httpscope"}"#), Some(1.0));

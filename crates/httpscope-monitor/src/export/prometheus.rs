@@ -5,8 +5,9 @@
 //! - `http_server_request_duration_seconds` (histogram; server side, and packet-captured
 //!   exchanges whose side is not known, since the server is who received the request) and its
 //!   twin `http_client_request_duration_seconds` for exchanges observed in the client;
-//! - `http_{server,client}_{request,response}_body_size_bytes` (summaries with `_sum` and
-//!   `_count`: httpscope keeps byte totals per endpoint, not per-request sizes);
+//! - `http_{server,client}_{request,response}_body_size_bytes` (histograms, as the conventions'
+//!   `http.*.body.size`: `_bucket` with `le` in bytes at [`BODY_SIZE_BOUNDS`] and `+Inf`,
+//!   `_sum` of the bytes, `_count` of the bodies);
 //! - the self-telemetry as `httpscope_*_total` counters and a few gauges.
 //!
 //! Labels follow the semantic conventions: `http_request_method`, `http_route`,
@@ -28,7 +29,7 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 
-use crate::keeper::{EndpointKey, EndpointStats};
+use crate::keeper::{EndpointKey, EndpointStats, BODY_SIZE_BOUNDS, BODY_SIZE_BUCKETS};
 use crate::monitor::{ExportError, Exporter, Flush};
 use crate::snapshot::Snapshot;
 
@@ -136,17 +137,25 @@ fn body_sizes(
     name: &str,
     help: &str,
     entries: &[&(EndpointKey, EndpointStats)],
-    bytes: impl Fn(&EndpointStats) -> u64,
+    field: impl Fn(&EndpointStats) -> (u64, &[u64; BODY_SIZE_BUCKETS]),
 ) {
     if entries.is_empty() {
         return;
     }
     let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} summary");
+    let _ = writeln!(out, "# TYPE {name} histogram");
     for (k, v) in entries {
         let l = labels(k);
-        let _ = writeln!(out, "{name}_sum{{{l}}} {}", bytes(v));
-        let _ = writeln!(out, "{name}_count{{{l}}} {}", v.count);
+        let (sum, buckets) = field(v);
+        let mut cum = 0u64;
+        for (b, n) in BODY_SIZE_BOUNDS.iter().zip(buckets) {
+            cum += n;
+            let _ = writeln!(out, "{name}_bucket{{{l},le=\"{b}\"}} {cum}");
+        }
+        cum += buckets[BODY_SIZE_BUCKETS - 1];
+        let _ = writeln!(out, "{name}_bucket{{{l},le=\"+Inf\"}} {cum}");
+        let _ = writeln!(out, "{name}_sum{{{l}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{l}}} {cum}");
     }
 }
 
@@ -177,16 +186,16 @@ pub fn render(snapshot: &Snapshot) -> String {
         body_sizes(
             &mut out,
             &format!("http_{side}_request_body_size_bytes"),
-            "Request body bytes on the wire (sum) and requests (count).",
+            "Size of HTTP request bodies, in bytes.",
             entries,
-            |s| s.request_bytes,
+            |s| (s.request_bytes, &s.request_sizes),
         );
         body_sizes(
             &mut out,
             &format!("http_{side}_response_body_size_bytes"),
-            "Response body bytes on the wire (sum) and responses (count).",
+            "Size of HTTP response bodies, in bytes.",
             entries,
-            |s| s.response_bytes,
+            |s| (s.response_bytes, &s.response_sizes),
         );
     }
     let t = &snapshot.telemetry;
@@ -443,6 +452,19 @@ mod tests {
             "http_server_request_duration_seconds_count{{{l}}} 3"
         )));
         assert!(text.contains(&format!("http_server_request_body_size_bytes_sum{{{l}}} 3")));
+        // Request bodies of 0, 1 and 2 bytes: one in le="0", all three by le="64".
+        assert!(text.contains("# TYPE http_server_request_body_size_bytes histogram"));
+        for (le, n) in [("0", 1), ("64", 3), ("67108864", 3), ("+Inf", 3)] {
+            let line =
+                format!("http_server_request_body_size_bytes_bucket{{{l},le=\"{le}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} in\n{text}");
+        }
+        assert!(text.contains(&format!(
+            "http_server_response_body_size_bytes_bucket{{{l},le=\"0\"}} 3"
+        )));
+        assert!(text.contains(&format!(
+            "http_server_request_body_size_bytes_count{{{l}}} 3"
+        )));
         assert!(!text.contains("http_client_request_duration_seconds"));
     }
 }
