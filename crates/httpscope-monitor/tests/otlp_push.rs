@@ -187,13 +187,42 @@ fn pushes_histograms_and_telemetry_that_decode() {
     };
     assert_eq!(c.data_points.len(), 1);
     assert_eq!(c.data_points[0].count, 20);
-    let Some(metric::Data::Sum(body)) = &find("http.client.request.body.size").data else {
-        panic!()
+    let body = find("http.client.request.body.size");
+    assert_eq!(body.unit, "By");
+    let Some(metric::Data::Histogram(body)) = &body.data else {
+        panic!("not a histogram")
     };
     assert_eq!(
-        body.data_points[0].value,
-        Some(number_data_point::Value::AsInt(1000))
+        body.aggregation_temporality,
+        AggregationTemporality::Cumulative as i32
     );
+    let p = &body.data_points[0];
+    assert_eq!(p.sum, Some(1000.0));
+    assert_eq!(p.count, 20);
+    assert_eq!(p.explicit_bounds[..3], [0.0, 64.0, 256.0]);
+    assert_eq!(p.explicit_bounds.len() + 1, p.bucket_counts.len());
+    // Twenty 50-byte bodies: all in (0, 64].
+    let mut want = vec![0; p.bucket_counts.len()];
+    want[1] = 20;
+    assert_eq!(p.bucket_counts, want);
+    let Some(metric::Data::Histogram(resp)) = &find("http.server.response.body.size").data else {
+        panic!("not a histogram")
+    };
+    let ok = resp
+        .data_points
+        .iter()
+        .find(|p| {
+            matches!(
+                attr(&p.attributes, "http.response.status_code"),
+                Some(Any::IntValue(200))
+            )
+        })
+        .unwrap();
+    // 54 100-byte responses: all in (64, 256].
+    let mut want = vec![0; ok.bucket_counts.len()];
+    want[2] = 54;
+    assert_eq!(ok.bucket_counts, want);
+    assert_eq!((ok.count, ok.sum), (54, Some(5400.0)));
 
     let Some(metric::Data::Sum(mal)) = &find("httpscope.malformed").data else {
         panic!()
@@ -220,6 +249,28 @@ fn delta_pushes_hold_only_their_interval() {
     let reqs: Vec<_> = (0..3)
         .map(|_| got.recv_timeout(Duration::from_secs(10)).unwrap().2)
         .collect();
+    // The body sizes too: each push holds its interval's bodies (27 + 3 server responses).
+    let body_counts: Vec<u64> = reqs
+        .iter()
+        .map(|r| {
+            let ms = &r.resource_metrics[0].scope_metrics[0].metrics;
+            match ms
+                .iter()
+                .find(|m| m.name == "http.server.response.body.size")
+                .map(|m| &m.data)
+            {
+                Some(Some(metric::Data::Histogram(h))) => {
+                    assert_eq!(
+                        h.aggregation_temporality,
+                        AggregationTemporality::Delta as i32
+                    );
+                    h.data_points.iter().map(|p| p.bucket_counts[2]).sum()
+                }
+                _ => 0,
+            }
+        })
+        .collect();
+    assert_eq!(body_counts, vec![30, 30, 0]);
     let counts: Vec<u64> = reqs
         .iter()
         .map(|r| {

@@ -3,7 +3,9 @@
 //!
 //! Every flush sends `http.server.request.duration` / `http.client.request.duration`
 //! (explicit-bucket histograms in seconds, with min, max and sum), the body sizes as
-//! `http.{server,client}.{request,response}.body.size` sums, and the telemetry as
+//! `http.{server,client}.{request,response}.body.size` (explicit-bucket histograms in bytes,
+//! unit `By`, bounds [`BODY_SIZE_BOUNDS`](crate::keeper::BODY_SIZE_BOUNDS), with sum and
+//! count), and the telemetry as
 //! `httpscope.*` monotonic sums. Temporality is `delta` (each interval's window) or
 //! `cumulative` (everything since start), as configured. Plain `http://` only; each push is
 //! bounded by a timeout and a failure is counted, never retried in a loop.
@@ -26,7 +28,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 
 use super::prometheus::DURATION_BUCKETS_S;
-use crate::keeper::EndpointKey;
+use crate::keeper::{EndpointKey, EndpointStats, BODY_SIZE_BOUNDS, BODY_SIZE_BUCKETS};
 use crate::monitor::{ExportError, Exporter, Flush};
 use crate::snapshot::Snapshot;
 
@@ -160,29 +162,38 @@ pub fn request(
             })),
             ..Default::default()
         });
-        for (what, f) in [
-            (
-                "request",
-                (|e: &crate::EndpointStats| e.request_bytes) as fn(&crate::EndpointStats) -> u64,
-            ),
-            ("response", |e: &crate::EndpointStats| e.response_bytes),
-        ] {
+        type Field = fn(&EndpointStats) -> (u64, &[u64; BODY_SIZE_BUCKETS]);
+        let fields: [(&str, Field); 2] = [
+            ("request", |e| (e.request_bytes, &e.request_sizes)),
+            ("response", |e| (e.response_bytes, &e.response_sizes)),
+        ];
+        for (what, f) in fields {
             let points = entries
                 .iter()
-                .map(|(k, v)| NumberDataPoint {
-                    attributes: attributes(k),
-                    start_time_unix_nano: start,
-                    time_unix_nano: now,
-                    value: Some(number_data_point::Value::AsInt(f(v) as i64)),
-                    ..Default::default()
+                .map(|(k, v)| {
+                    let (bytes, buckets) = f(v);
+                    HistogramDataPoint {
+                        attributes: attributes(k),
+                        start_time_unix_nano: start,
+                        time_unix_nano: now,
+                        count: buckets.iter().sum(),
+                        sum: Some(bytes as f64),
+                        bucket_counts: buckets.to_vec(),
+                        explicit_bounds: BODY_SIZE_BOUNDS.iter().map(|&b| b as f64).collect(),
+                        ..Default::default()
+                    }
                 })
                 .collect();
-            metrics.push(sum(
-                &format!("http.{side}.{what}.body.size"),
-                "By",
-                points,
-                t,
-            ));
+            metrics.push(Metric {
+                name: format!("http.{side}.{what}.body.size"),
+                description: format!("Size of HTTP {what} bodies."),
+                unit: "By".into(),
+                data: Some(metric::Data::Histogram(Histogram {
+                    data_points: points,
+                    aggregation_temporality: t,
+                })),
+                ..Default::default()
+            });
         }
     }
     // Telemetry is always cumulative since start (it is kept that way).
