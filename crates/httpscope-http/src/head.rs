@@ -77,6 +77,7 @@ fn is_tchar(b: u8) -> bool {
 
 /// Parses a request head at the start of `buf`: its fields and length, or `None` if `buf`
 /// holds only part of it.
+#[inline(always)]
 pub(crate) fn parse_request(
     buf: &[u8],
     keep_query: bool,
@@ -208,6 +209,7 @@ impl<'a> Target<'a> {
 
 /// Parses a response head at the start of `buf`: its fields and length, or `None` if `buf`
 /// holds only part of it.
+#[inline(always)]
 pub(crate) fn parse_response(buf: &[u8]) -> Result<Option<(ResponseHead, usize)>, ParseError> {
     let mut lines = Lines::new(buf);
     let Some(lf) = lines.next_lf() else {
