@@ -274,10 +274,12 @@ impl Rings {
     /// record still on its way into another ring cannot be overtaken. Without it (the final
     /// drain, or a single ring), everything committed. Returns how many were handed out.
     pub(crate) fn drain(&mut self, ordered: bool, max: usize, mut f: impl FnMut(&[u8])) -> usize {
+        // None: hand out everything committed, whatever its timestamp (a record stamped
+        // u64::MAX would otherwise never pass a `ts < u64::MAX` test and block its ring).
         let cutoff = if ordered && self.rings.len() > 1 {
-            super::monotonic_ns()
+            Some(super::monotonic_ns())
         } else {
-            u64::MAX
+            None
         };
         self.active.clear();
         for (i, r) in self.rings.iter_mut().enumerate() {
@@ -294,7 +296,7 @@ impl Rings {
                 let i = self.active[k];
                 match self.rings[i].peek() {
                     Some(ts) => {
-                        if ts < cutoff && best.is_none_or(|(_, b)| ts < b) {
+                        if cutoff.is_none_or(|c| ts < c) && best.is_none_or(|(_, b)| ts < b) {
                             best = Some((i, ts));
                         }
                         k += 1;
@@ -482,6 +484,20 @@ mod tests {
         assert_eq!(seen, [1, 2]);
         assert_eq!(rings.drain(false, usize::MAX, |r| seen.push(ts_of(r))), 1);
         assert_eq!(seen, [1, 2, u64::MAX - 1]);
+    }
+
+    #[test]
+    fn an_unordered_drain_hands_out_any_timestamp() {
+        // Kernel records are untrusted input: one stamped u64::MAX must not stay at the
+        // head of its ring (blocking every record behind it) when nothing is held back.
+        let mut a = Fake::new();
+        a.push(u64::MAX, 0, 0);
+        a.push(3, 0, 0);
+        let mut rings = Rings::new(vec![a.ring()]);
+        let mut seen = Vec::new();
+        assert_eq!(rings.drain(true, usize::MAX, |r| seen.push(ts_of(r))), 2);
+        assert_eq!(seen, [u64::MAX, 3]);
+        assert_eq!(a.consumer[0], a.prod);
     }
 
     #[test]
