@@ -98,6 +98,28 @@ impl Streams {
         // One hash lookup per event (entry), not contains_key + insert + get_mut.
         let full = self.map.len() >= self.max_connections;
         let s = match self.map.entry(cookie) {
+            // The kernel flags only the first event after a socket became established
+            // (inet_sock_set_state): the socket was connected again (connect after a close,
+            // e.g. connect(AF_UNSPEC) then connect; the cookie stays). The old stream ends
+            // where it was and a new one starts with this event's addresses; fed into the
+            // old one, the new connection's bytes followed the old one's and went with it
+            // when its close lingered out.
+            Entry::Occupied(mut o) if ev.has_socket() && ev.flags() & FLAG_FROM_START != 0 => {
+                let old = o.get_mut();
+                old.conn
+                    .close(old.closed_at.unwrap_or(0).max(old.last_ns), out);
+                self.opened += 1;
+                o.insert(Stream {
+                    conn: Connection::new(
+                        ConnTuple::new(ev.local(), ev.remote()),
+                        meta(self.source, &self.tags, self.wall_offset_ns, ev),
+                        &self.cfg,
+                    ),
+                    last_ns: ts,
+                    closed_at: None,
+                });
+                o.into_mut()
+            }
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
                 // A short event cannot open a stream (no addresses, no process): the kernel
@@ -107,15 +129,7 @@ impl Streams {
                     stats.dropped.inc(DropReason::ConnectionLimit);
                     return;
                 }
-                let meta = ConnMeta {
-                    source: self.source,
-                    pid: Some(ev.tgid()),
-                    comm: Some(ev.comm()),
-                    observer: Some(Endpoint::Src),
-                    wall_offset_ns: self.wall_offset_ns,
-                    from_start: ev.flags() & FLAG_FROM_START != 0,
-                    tags: self.tags.clone(),
-                };
+                let meta = meta(self.source, &self.tags, self.wall_offset_ns, ev);
                 let tuple = ConnTuple::new(ev.local(), ev.remote());
                 self.opened += 1;
                 v.insert(Stream {
@@ -167,6 +181,24 @@ impl Streams {
             let at = s.closed_at.unwrap_or(s.last_ns).max(s.last_ns);
             s.conn.close(at, out);
         }
+    }
+}
+
+/// The connection metadata of a stream opened by the full event `ev`.
+fn meta<T: AsRef<[u8]>>(
+    source: Source,
+    tags: &Tags,
+    wall_offset_ns: i64,
+    ev: &Event<T>,
+) -> ConnMeta {
+    ConnMeta {
+        source,
+        pid: Some(ev.tgid()),
+        comm: Some(ev.comm()),
+        observer: Some(Endpoint::Src),
+        wall_offset_ns,
+        from_start: ev.flags() & FLAG_FROM_START != 0,
+        tags: tags.clone(),
     }
 }
 
@@ -225,6 +257,13 @@ mod tests {
         v
     }
 
+    /// The record as a socket's later full event (the kernel flags only the first one).
+    fn later(rec: &[u8]) -> Vec<u8> {
+        let mut v = rec.to_vec();
+        v[41] &= !FLAG_FROM_START;
+        v
+    }
+
     fn feed(s: &mut Streams, rec: &[u8], out: &mut Output, st: &mut SourceStats) {
         s.event(&Event::new_checked(rec).unwrap(), out, st);
     }
@@ -254,7 +293,15 @@ mod tests {
         first.extend_from_slice(&[b'x'; 100]);
         feed(
             &mut s,
-            &record(1, 20, srv, cli, 0, &first, RESP_HEAD.len() as u32 + 1000),
+            &later(&record(
+                1,
+                20,
+                srv,
+                cli,
+                0,
+                &first,
+                RESP_HEAD.len() as u32 + 1000,
+            )),
             &mut out,
             &mut st,
         );
@@ -369,5 +416,80 @@ mod tests {
         s.sweep(1_000, &mut out, &mut st);
         assert_eq!(st.dropped.get(DropReason::Expired), 1);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_socket_connected_again_under_the_same_cookie_is_a_new_connection() {
+        let mut s = Streams::new(
+            Config::default(),
+            16,
+            Duration::from_secs(60),
+            Duration::from_nanos(100),
+            0,
+        );
+        let (mut out, mut st) = (Output::default(), SourceStats::default());
+        let (cli, srv1, srv2) = ("127.0.0.1:40000", "127.0.0.1:81", "127.0.0.1:82");
+        // A client socket: request to server 1, its response, then the socket closes.
+        feed(
+            &mut s,
+            &record(1, 10, cli, srv1, 0, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        feed(
+            &mut s,
+            &short(&record(1, 20, cli, srv1, 1, resp, resp.len() as u32)),
+            &mut out,
+            &mut st,
+        );
+        feed(
+            &mut s,
+            &record(1, 30, cli, srv1, 0, b"", 0),
+            &mut out,
+            &mut st,
+        );
+        // The same socket (same cookie) connects to server 2: the kernel starts it over,
+        // its first event full and flagged from the start, the next ones short.
+        feed(
+            &mut s,
+            &record(1, 50, cli, srv2, 0, REQ, REQ.len() as u32),
+            &mut out,
+            &mut st,
+        );
+        let resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+        feed(
+            &mut s,
+            &short(&record(1, 60, cli, srv2, 1, resp, resp.len() as u32)),
+            &mut out,
+            &mut st,
+        );
+        // Past the first connection's linger the second one is still followed.
+        s.sweep(1_000, &mut out, &mut st);
+        assert_eq!(s.len(), 1, "the second connection's stream is kept");
+        feed(
+            &mut s,
+            &short(&record(1, 1_100, cli, srv2, 0, REQ, REQ.len() as u32)),
+            &mut out,
+            &mut st,
+        );
+        s.close_all(&mut out);
+        let got: Vec<_> = out
+            .transactions
+            .iter()
+            .map(|t| (t.server, t.status, t.incomplete))
+            .collect();
+        let (a1, a2) = (Some(srv1.parse().unwrap()), Some(srv2.parse().unwrap()));
+        assert_eq!(
+            got,
+            [
+                (a1, Some(200), false),
+                (a2, Some(404), false),
+                (a2, None, true)
+            ],
+            "{:#?}",
+            out.transactions
+        );
+        assert_eq!(s.opened, 2);
     }
 }
