@@ -54,6 +54,10 @@ pub(crate) struct Ring {
     published: u64,
     /// The producer position as of the last snapshot.
     limit: u64,
+    /// The producer position as of the snapshot before: the records before it were
+    /// committed before the last drain's snapshot, so stamped before this drain began,
+    /// whatever their timestamp says.
+    prev_limit: u64,
     /// The record at `pos` once looked at: its data offset, length and timestamp.
     head: Option<(u64, u32, u64)>,
     /// Whether the memory is our mmap (unmapped on drop).
@@ -134,12 +138,14 @@ impl Ring {
             pos: 0,
             published: 0,
             limit: 0,
+            prev_limit: 0,
             head: None,
             mapped,
         };
         ring.pos = ring.consumer_pos().load(Ordering::Acquire);
         ring.published = ring.pos;
         ring.limit = ring.pos;
+        ring.prev_limit = ring.pos;
         ring
     }
 
@@ -159,6 +165,7 @@ impl Ring {
         // SAFETY: the producer page is mapped and its first 8 bytes are the producer
         // position, written by the kernel with release semantics.
         let p = unsafe { &*self.producer.cast::<AtomicU64>() };
+        self.prev_limit = self.limit;
         self.limit = p.load(Ordering::Acquire);
     }
 
@@ -274,8 +281,9 @@ impl Rings {
     /// record still on its way into another ring cannot be overtaken. Without it (the final
     /// drain, or a single ring), everything committed. Returns how many were handed out.
     pub(crate) fn drain(&mut self, ordered: bool, max: usize, mut f: impl FnMut(&[u8])) -> usize {
-        // None: hand out everything committed, whatever its timestamp (a record stamped
-        // u64::MAX would otherwise never pass a `ts < u64::MAX` test and block its ring).
+        // None: hand out everything committed, whatever its timestamp. Nor is a record held
+        // back twice (see `prev_limit`): a timestamp that never falls below a cutoff cannot
+        // come from the kernel, and must not block its ring for good.
         let cutoff = if ordered && self.rings.len() > 1 {
             Some(super::monotonic_ns())
         } else {
@@ -294,9 +302,11 @@ impl Rings {
             let mut k = 0;
             while k < self.active.len() {
                 let i = self.active[k];
-                match self.rings[i].peek() {
+                let r = &mut self.rings[i];
+                match r.peek() {
                     Some(ts) => {
-                        if cutoff.is_none_or(|c| ts < c) && best.is_none_or(|(_, b)| ts < b) {
+                        let due = cutoff.is_none_or(|c| ts < c) || r.pos < r.prev_limit;
+                        if due && best.is_none_or(|(_, b)| ts < b) {
                             best = Some((i, ts));
                         }
                         k += 1;
@@ -487,9 +497,10 @@ mod tests {
     }
 
     #[test]
-    fn an_unordered_drain_hands_out_any_timestamp() {
+    fn no_timestamp_blocks_its_ring_for_good() {
         // Kernel records are untrusted input: one stamped u64::MAX must not stay at the
-        // head of its ring (blocking every record behind it) when nothing is held back.
+        // head of its ring (blocking every record behind it).
+        // Unordered (one ring): handed out at once.
         let mut a = Fake::new();
         a.push(u64::MAX, 0, 0);
         a.push(3, 0, 0);
@@ -497,6 +508,20 @@ mod tests {
         let mut seen = Vec::new();
         assert_eq!(rings.drain(true, usize::MAX, |r| seen.push(ts_of(r))), 2);
         assert_eq!(seen, [u64::MAX, 3]);
+        assert_eq!(a.consumer[0], a.prod);
+        drop(rings);
+        // Ordered (two rings): held back by one drain, not by the next (every record of a
+        // drain's snapshot was stamped before the next drain began).
+        let (mut a, mut b) = (Fake::new(), Fake::new());
+        a.push(u64::MAX, 0, 0);
+        a.push(3, 0, 0);
+        b.push(1, 0, 0);
+        let mut rings = Rings::new(vec![a.ring(), b.ring()]);
+        let mut seen = Vec::new();
+        assert_eq!(rings.drain(true, usize::MAX, |r| seen.push(ts_of(r))), 1);
+        b.push(2, 0, 0);
+        assert_eq!(rings.drain(true, usize::MAX, |r| seen.push(ts_of(r))), 3);
+        assert_eq!(seen, [1, 2, u64::MAX, 3]);
         assert_eq!(a.consumer[0], a.prod);
     }
 
