@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 
 use httpscope_model::{Method, Side, Source};
 
-use crate::keeper::EndpointStats;
+use crate::keeper::{EndpointKey, EndpointStats};
 use crate::monitor::Flush;
 use crate::sketch::Sketch;
 use crate::snapshot::Snapshot;
@@ -130,6 +130,47 @@ pub fn rows(snapshot: &Snapshot) -> Vec<Row> {
             .then_with(|| a.side.cmp(&b.side))
             .then_with(|| a.source.cmp(&b.source))
     });
+    out
+}
+
+/// What a metric series is told apart by in the Prometheus and OTLP exports: their labels
+/// (source, server, method, route, status) and whether the metric is the `client` or the
+/// `server` one. The client address, process and a server side known or not are not labels.
+type SeriesKey<'a> = (Source, Option<SocketAddr>, Method, &'a str, u16, bool);
+
+/// A snapshot's entries merged by metric series ([`SeriesKey`]): keys that differ only in
+/// what the labels leave out would otherwise be written as several series with equal labels,
+/// which Prometheus keeps one of (the others are dropped as duplicate samples) and which break
+/// OTLP's one-point-per-attribute-set rule. The keys returned have no client, pid or comm.
+pub(crate) fn series(
+    entries: &[(EndpointKey, EndpointStats)],
+) -> Vec<(EndpointKey, EndpointStats)> {
+    let mut index: std::collections::HashMap<SeriesKey<'_>, usize> =
+        std::collections::HashMap::with_capacity(entries.len());
+    let mut out: Vec<(EndpointKey, EndpointStats)> = Vec::with_capacity(entries.len());
+    for (k, v) in entries {
+        let id = (
+            k.source,
+            k.server,
+            k.method,
+            &*k.route,
+            k.status,
+            k.side == Some(Side::Client),
+        );
+        match index.entry(id) {
+            std::collections::hash_map::Entry::Occupied(e) => out[*e.get()].1.merge(v),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(out.len());
+                let key = EndpointKey {
+                    client: None,
+                    pid: None,
+                    comm: None,
+                    ..k.clone()
+                };
+                out.push((key, v.clone()));
+            }
+        }
+    }
     out
 }
 

@@ -174,7 +174,9 @@ fn counter(out: &mut String, name: &str, help: &str, rows: &[(String, u64)]) {
 /// The whole exposition of a (cumulative) snapshot.
 pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
-    let mut sorted: Vec<&(EndpointKey, EndpointStats)> = snapshot.entries.iter().collect();
+    // One series per label set: keys that differ in the client or process are merged.
+    let merged = super::series(&snapshot.entries);
+    let mut sorted: Vec<&(EndpointKey, EndpointStats)> = merged.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
     let (client, server): (Vec<_>, Vec<_>) = sorted.into_iter().partition(|e| is_client(&e.0));
     for (side, entries) in [("server", &server), ("client", &client)] {
@@ -413,7 +415,7 @@ mod tests {
     use super::*;
     use crate::keeper::{KeeperConfig, StatKeeper};
     use crate::route::Quantizer;
-    use httpscope_model::{Method, Transaction};
+    use httpscope_model::{Method, Side, Transaction};
 
     #[test]
     fn exposition_has_histograms_and_escapes_labels() {
@@ -466,5 +468,67 @@ mod tests {
             "http_server_request_body_size_bytes_count{{{l}}} 3"
         )));
         assert!(!text.contains("http_client_request_duration_seconds"));
+    }
+
+    /// Keys that differ only in what the labels leave out (client address, process, a server
+    /// side known or not) are one series: written twice, Prometheus would keep the first
+    /// sample and drop the other as a duplicate.
+    #[test]
+    fn entries_with_equal_labels_are_one_series() {
+        let mut k = StatKeeper::new(KeeperConfig::default(), Quantizer::heuristic());
+        for (i, (client, pid, side)) in [
+            ("10.0.0.1:5000", Some(10), Some(Side::Server)),
+            ("10.0.0.2:5000", Some(10), Some(Side::Server)),
+            ("10.0.0.1:5000", Some(11), Some(Side::Server)),
+            ("10.0.0.1:5000", None, None),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            k.add(&Transaction {
+                method: Some(Method::Get),
+                path: "/a".into(),
+                status: Some(200),
+                start_ns: 0,
+                end_ns: 1_000_000,
+                request_bytes: 100 * i as u64,
+                client: Some(client.parse().unwrap()),
+                server: Some("127.0.0.1:80".parse().unwrap()),
+                pid,
+                side,
+                ..Transaction::default()
+            });
+        }
+        let (entries, _) = k.take();
+        assert_eq!(entries.len(), 4);
+        let text = render(&Snapshot {
+            entries,
+            ..Snapshot::default()
+        });
+        let l = r#"http_request_method="GET",http_route="/a",http_response_status_code="200",server_address="127.0.0.1",server_port="80",httpscope_source="packet""#;
+        for (series, value) in [
+            (
+                format!("http_server_request_duration_seconds_count{{{l}}}"),
+                4,
+            ),
+            (
+                format!("http_server_request_body_size_bytes_sum{{{l}}}"),
+                600,
+            ),
+            (
+                format!("http_server_request_body_size_bytes_bucket{{{l},le=\"+Inf\"}}"),
+                4,
+            ),
+            (
+                format!("http_server_request_body_size_bytes_bucket{{{l},le=\"64\"}}"),
+                1,
+            ),
+        ] {
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|line| line.starts_with(&format!("{series} ")))
+                .collect();
+            assert_eq!(lines, [format!("{series} {value}")], "in\n{text}");
+        }
     }
 }
