@@ -713,17 +713,27 @@ mod tests {
             proptest::prop_assert_eq!(is_id(&seg), is_id_reference(&seg), "segment {}", seg);
         }
 
+        /// Against the previous quantizer's way (split, then a `String` with the length
+        /// check per piece), on paths long enough to be cut at [`MAX_ROUTE_BYTES`] (up to 40
+        /// segments of up to 24 bytes), with a query after them now and then.
         #[test]
         fn one_pass_route_agrees_with_split(
-            segs in proptest::collection::vec("[0-9a-fvVkK._-]{0,24}", 0..8),
+            segs in proptest::collection::vec("[0-9a-fvVkK._-]{0,24}", 0..40),
+            query in proptest::option::of("[?#][0-9a-z/=&?#]{0,12}"),
         ) {
             let path = format!("/{}", segs.join("/"));
             let mut want = String::new();
             for s in path[1..].split('/') {
+                let piece = if is_id_reference(s) { "*" } else { s };
+                if want.len() + 1 + piece.len() > MAX_ROUTE_BYTES {
+                    want.push_str("/…");
+                    break;
+                }
                 want.push('/');
-                want.push_str(if is_id_reference(s) { "*" } else { s });
+                want.push_str(piece);
             }
-            proptest::prop_assert_eq!(q(&path), want);
+            let full = format!("{path}{}", query.unwrap_or_default());
+            proptest::prop_assert_eq!(q(&full), want, "path {}", full);
         }
     }
 
