@@ -253,8 +253,9 @@ static __always_inline void fill_task(struct http_event *ev, struct task_struct 
 	d[1] = c[1];
 }
 
-static __always_inline void output(void *s, __u32 hdr, __u32 captured, __u64 now,
-				   struct http_stats *st)
+/* Returns 0 when the event went into the ring buffer. */
+static __always_inline int output(void *s, __u32 hdr, __u32 captured, __u64 now,
+				  struct http_stats *st)
 {
 	__u64 size = captured;
 	barrier_var(size);
@@ -274,7 +275,7 @@ static __always_inline void output(void *s, __u32 hdr, __u32 captured, __u64 now
 	if (!ring) {
 		if (st)
 			st->ringbuf_lost++;
-		return;
+		return -1;
 	}
 	__u64 flags = BPF_RB_NO_WAKEUP;
 	if (st && (st->events & 31) == 0 &&
@@ -286,9 +287,11 @@ static __always_inline void output(void *s, __u32 hdr, __u32 captured, __u64 now
 	if (bpf_ringbuf_output(ring, s, size, flags)) {
 		if (st)
 			st->ringbuf_lost++;
-	} else if (st) {
-		st->events++;
+		return -1;
 	}
+	if (st)
+		st->events++;
+	return 0;
 }
 
 /* Whether four bytes can start an HTTP/1 message (or the HTTP/2 preface). */
@@ -568,7 +571,11 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 		ev->flags |= HS_FLAG_TRUNCATED;
 	ev->captured = captured;
 	if (full) {
-		output(s, sizeof(struct http_event), captured, ev->ts_ns, st);
+		/* A full event the ring had no room for did not tell user space the socket: the
+		 * next one is full again (not flagged from the start: bytes were lost). Left as
+		 * sent, the socket's short events were dropped for up to FULL_EVERY_NS. */
+		if (output(s, sizeof(struct http_event), captured, ev->ts_ns, st))
+			state->full_ts = ev->ts_ns - FULL_EVERY_NS;
 	} else {
 		/* The short header is the full one's first 48 bytes, moved up against the
 		 * payload (which starts right after the full header). */

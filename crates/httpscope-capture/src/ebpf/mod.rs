@@ -629,3 +629,113 @@ fn flush(
     report.stats.merge(&batch.stats);
     tx.send(batch)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Pins the calling thread to the CPU it runs on (so its events all go to one ring).
+    fn pin_here() {
+        // SAFETY: sched_getcpu has no preconditions; the cpu set is a plain value.
+        unsafe {
+            let cpu = libc::sched_getcpu().max(0) as usize;
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu, &mut set);
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        }
+    }
+
+    /// A socket's first event is lost to a full ring; its next event must carry the full
+    /// header again, or user space cannot attribute it (a short event cannot open a stream).
+    #[test]
+    fn a_full_event_the_ring_had_no_room_for_is_sent_full_again() {
+        if !is_root() {
+            eprintln!("skipped: loading eBPF programs needs root");
+            return;
+        }
+        let btf = match btf() {
+            Ok(b) => b,
+            Err(why) => return eprintln!("skipped: {why}"),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cfg = EbpfConfig {
+            ports: vec![addr.port()],
+            ring_buffer_bytes: 4096,
+            include_self: true,
+            ..EbpfConfig::default()
+        };
+        let (loaded, _) = match load(&cfg, &btf) {
+            Ok(l) => l,
+            Err(EbpfUnavailable::NoTracepoint(tp)) => {
+                return eprintln!("skipped: no tracepoint {tp}")
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let Loaded {
+            mut bpf,
+            rings: ring_maps,
+            ring_bytes,
+        } = loaded;
+        for &(name, _) in PROGRAMS {
+            let prog: &mut BtfTracePoint = bpf.program_mut(name).unwrap().try_into().unwrap();
+            prog.attach().unwrap();
+        }
+        let stats_map: PerCpuArray<MapData, RawStats> =
+            PerCpuArray::try_from(bpf.take_map("HS_STATS").unwrap()).unwrap();
+        let mut rings = ring::Rings::new(
+            ring_maps
+                .iter()
+                .map(|m| ring::Ring::new(m.fd().as_fd(), ring_bytes).unwrap())
+                .collect(),
+        );
+        let lost = || read_kernel_stats(&stats_map).ringbuf_lost;
+
+        pin_here();
+        // The accepted ends are never read: only the sends make events.
+        let mut filler = TcpStream::connect(addr).unwrap();
+        let _f = listener.accept().unwrap();
+        let mut x = TcpStream::connect(addr).unwrap();
+        let _x = listener.accept().unwrap();
+        // Fill this CPU's ring (nobody reads it) until it refuses an event.
+        let mut chunk = b"POST /fill HTTP/1.1\r\n".to_vec();
+        chunk.resize(100, b'a');
+        for _ in 0..200 {
+            filler.write_all(&chunk).unwrap();
+            if lost() > 0 {
+                break;
+            }
+        }
+        let before = lost();
+        assert!(before > 0, "a one-page ring filled up");
+        // x's first event (larger than the room left) is lost.
+        let mut req = b"GET /x HTTP/1.1\r\n".to_vec();
+        req.resize(200, b'a');
+        x.write_all(&req).unwrap();
+        assert_eq!(lost(), before + 1, "x's first event was lost");
+        // The reader catches up; x's next event must say which socket it is.
+        rings.drain(false, usize::MAX, |_| ());
+        x.write_all(b"more bytes").unwrap();
+        let mut got = Vec::new();
+        rings.drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        assert_eq!(got.len(), 1, "x's second send only");
+        let ev = Event::new_checked(&got[0][..]).unwrap();
+        assert!(ev.has_socket(), "x's next event has the full header");
+        assert_eq!(
+            (ev.local(), ev.remote(), ev.payload()),
+            (
+                x.local_addr().unwrap(),
+                x.peer_addr().unwrap(),
+                &b"more bytes"[..]
+            )
+        );
+        assert_eq!(ev.flags() & event::FLAG_FROM_START, 0, "bytes were lost");
+        drop(rings);
+        drop(stats_map);
+        drop(bpf);
+        drop(ring_maps);
+    }
+}
