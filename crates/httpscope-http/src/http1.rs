@@ -411,12 +411,31 @@ impl Http1 {
                         // Fast path: the head starts this chunk, so let the head parser find its end
                         // too. Only a partial or bad head falls through to scanning, which
                         // buffers a split head and locates a bad one's end.
+                        // The parsed head goes straight to its handler (no `Head` enum and
+                        // `Result` around it: each wrapping moved the head once more).
                         let kind = half.role.unwrap_or(half.head_kind);
-                        if let Ok(Some((head, len))) = parse_head(kind, data, ctx.cfg) {
-                            if len <= max {
-                                self.apply_head(dir, kind, Ok(head), ts, ctx, out);
-                                data = &data[len..];
-                                continue;
+                        let start_ns = half.msg_start_ns;
+                        match kind {
+                            Kind::Request => {
+                                let (keep, max_path) = (ctx.cfg.keep_query, ctx.cfg.max_path_bytes);
+                                if let Ok(Some((req, len))) =
+                                    head::parse_request(data, keep, max_path)
+                                {
+                                    if len <= max {
+                                        self.on_request(dir, req, start_ns, ctx, out);
+                                        data = &data[len..];
+                                        continue;
+                                    }
+                                }
+                            }
+                            Kind::Response => {
+                                if let Ok(Some((resp, len))) = head::parse_response(data) {
+                                    if len <= max {
+                                        self.on_response(dir, resp, start_ns, ts, ctx, out);
+                                        data = &data[len..];
+                                        continue;
+                                    }
+                                }
                             }
                         }
                     }
