@@ -89,6 +89,9 @@ struct sock_state {
 	__u32 flags;
 	__u32 _pad;
 	__u64 full_ts; /* when its last full event was made */
+	/* Per direction (HS_DIR_*): bytes whose events the ring buffer had no room for, not yet
+	 * told to user space; the next event of that direction carries them (http_event.lost). */
+	__u32 lost[2];
 };
 
 struct scratch {
@@ -527,8 +530,12 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 	ev->flags = 0;
 	ev->tgid = pid_tgid >> 32;
 	ev->tid = (__u32)pid_tgid;
-	*(__u32 *)ev->_pad = 0;
-	*(__u16 *)(ev->_pad + 4) = 0;
+	ev->_pad[0] = 0;
+	ev->_pad[1] = 0;
+	/* Bytes of this direction lost since its last event: a gap user space puts before
+	 * this payload (else a lost body chunk made the next request head count as body). */
+	__u32 lost = state->lost[dir & 1];
+	ev->lost = lost;
 	/* The addresses and the process name matter to user space only when it first meets a
 	 * socket: later events carry the short header (48 bytes less to fill, write and read),
 	 * with a full one again at least every FULL_EVERY_NS. */
@@ -570,11 +577,13 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 	if (captured < (__u32)ret)
 		ev->flags |= HS_FLAG_TRUNCATED;
 	ev->captured = captured;
+	int failed;
 	if (full) {
 		/* A full event the ring had no room for did not tell user space the socket: the
 		 * next one is full again (not flagged from the start: bytes were lost). Left as
 		 * sent, the socket's short events were dropped for up to FULL_EVERY_NS. */
-		if (output(s, sizeof(struct http_event), captured, ev->ts_ns, st))
+		failed = output(s, sizeof(struct http_event), captured, ev->ts_ns, st);
+		if (failed)
 			state->full_ts = ev->ts_ns - FULL_EVERY_NS;
 	} else {
 		/* The short header is the full one's first 48 bytes, moved up against the
@@ -587,7 +596,20 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 		to[2] = from[2];
 		to[1] = from[1];
 		to[0] = from[0];
-		output(to, HS_EVENT_SHORT_SIZE, captured, ev->ts_ns, st);
+		failed = output(to, HS_EVENT_SHORT_SIZE, captured, ev->ts_ns, st);
+	}
+	/* Plain read-modify-write, not atomics: only two threads moving bytes of one socket in
+	 * one direction at the same instant (an order user space cannot trust anyway) can
+	 * miscount, by one event's bytes; the parser then frames as it did without the count. */
+	if (failed) {
+		/* This event's bytes are lost too (saturating): the next one carries them. */
+		__u32 total = lost + (__u32)ret;
+		state->lost[dir & 1] = total < lost ? 0xffffffff : total;
+	} else if (lost) {
+		/* Told; bytes lost by another CPU in the meantime stay counted (and two CPUs
+		 * telling the same count cannot wrap it). */
+		__u32 cur = state->lost[dir & 1];
+		state->lost[dir & 1] = cur > lost ? cur - lost : 0;
 	}
 	return 0;
 }

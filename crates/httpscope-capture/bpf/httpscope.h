@@ -60,7 +60,11 @@ struct http_event {
 	__u8 direction;  /* HS_DIR_* */
 	__u8 syscall;    /* HS_SYS_* */
 	__u8 flags;      /* HS_FLAG_* */
-	__u8 _pad[6];
+	__u8 _pad[2];    /* zero (the TLS programs put their library in _pad[0]) */
+	__u32 lost;      /* data events: bytes of this socket in this direction whose events the
+	                  * ring buffer had no room for since its last event of this direction
+	                  * (the syscalls' `len`s, saturating at 2^32 - 1); user space makes them a
+	                  * gap before this event's payload. In the short header too; 0 elsewhere */
 	__u8 laddr[16];  /* local address: 4 bytes (IPv4) or 16 (IPv6), network order */
 	__u8 raddr[16];  /* remote address, same layout */
 	__u8 comm[16];   /* the process's name (its thread group leader's comm) */

@@ -417,6 +417,7 @@ static __always_inline int call_return(long rc)
 	ev->flags = captured < moved ? HS_FLAG_TRUNCATED : 0;
 	__builtin_memset(ev->_pad, 0, sizeof(ev->_pad));
 	ev->_pad[0] = lib;
+	ev->lost = 0; /* reserved ring memory is not zeroed; losses are not tracked here */
 	/* The thread group leader's name, read through BTF (no helper call per field). */
 	struct task_struct *leader = bpf_get_current_task_btf()->group_leader;
 	__u64 *comm = (__u64 *)ev->comm;

@@ -40,8 +40,11 @@ pub struct RawEvent {
     pub syscall: u8,
     /// `HS_FLAG_*`.
     pub flags: u8,
-    /// Padding.
-    pub pad: [u8; 6],
+    /// Zero; the TLS programs put their library in `pad[0]`.
+    pub pad: [u8; 2],
+    /// Data events: bytes of this socket in this direction whose events the ring buffer had
+    /// no room for since its previous event of this direction (saturating).
+    pub lost: u32,
     /// Local address.
     pub laddr: [u8; 16],
     /// Remote address.
@@ -114,6 +117,7 @@ mod field {
     pub const DIRECTION: usize = 39;
     pub const SYSCALL: usize = 40;
     pub const FLAGS: usize = 41;
+    pub const LOST: Field = 44..48;
     pub const LADDR: Field = 48..64;
     pub const RADDR: Field = 64..80;
     pub const COMM: Field = 80..96;
@@ -136,6 +140,8 @@ mod field {
         assert!(offset_of!(RawEvent, direction) == DIRECTION);
         assert!(offset_of!(RawEvent, syscall) == SYSCALL);
         assert!(offset_of!(RawEvent, flags) == FLAGS);
+        assert!(offset_of!(RawEvent, lost) == LOST.start);
+        assert!(LOST.end <= SHORT_PAYLOAD);
         assert!(offset_of!(RawEvent, laddr) == LADDR.start);
         assert!(offset_of!(RawEvent, raddr) == RADDR.start);
         assert!(offset_of!(RawEvent, comm) == COMM.start);
@@ -320,6 +326,13 @@ impl<T: AsRef<[u8]>> Event<T> {
     /// Bytes the syscall transferred.
     pub fn len(&self) -> u32 {
         self.u32_at(field::LEN)
+    }
+
+    /// Bytes of this socket in this direction lost before this event (the kernel's ring
+    /// buffer had no room for their events), to be treated as a gap before its payload.
+    /// Carried by the short header too; 0 for close and TLS events.
+    pub fn lost(&self) -> u32 {
+        self.u32_at(field::LOST)
     }
 
     /// Whether the syscall transferred nothing (close events).

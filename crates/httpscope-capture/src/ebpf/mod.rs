@@ -632,7 +632,7 @@ fn flush(
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
+    use std::io::{Read, Write};
     use std::net::{TcpListener, TcpStream};
 
     use super::*;
@@ -733,6 +733,116 @@ mod tests {
             )
         );
         assert_eq!(ev.flags() & event::FLAG_FROM_START, 0, "bytes were lost");
+        assert_eq!(ev.lost(), 200, "it carries the lost event's bytes");
+        drop(rings);
+        drop(stats_map);
+        drop(bpf);
+        drop(ring_maps);
+    }
+
+    /// Short events lost to a full ring: their bytes are summed in the socket's state and
+    /// carried by its next event of that direction (then reset); the other direction's
+    /// events carry none.
+    #[test]
+    fn bytes_of_lost_events_are_carried_by_the_next_event_of_their_direction() {
+        if !is_root() {
+            eprintln!("skipped: loading eBPF programs needs root");
+            return;
+        }
+        let btf = match btf() {
+            Ok(b) => b,
+            Err(why) => return eprintln!("skipped: {why}"),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cfg = EbpfConfig {
+            ports: vec![addr.port()],
+            ring_buffer_bytes: 4096,
+            include_self: true,
+            ..EbpfConfig::default()
+        };
+        let (loaded, _) = match load(&cfg, &btf) {
+            Ok(l) => l,
+            Err(EbpfUnavailable::NoTracepoint(tp)) => {
+                return eprintln!("skipped: no tracepoint {tp}")
+            }
+            Err(e) => panic!("{e}"),
+        };
+        let Loaded {
+            mut bpf,
+            rings: ring_maps,
+            ring_bytes,
+        } = loaded;
+        for &(name, _) in PROGRAMS {
+            let prog: &mut BtfTracePoint = bpf.program_mut(name).unwrap().try_into().unwrap();
+            prog.attach().unwrap();
+        }
+        let stats_map: PerCpuArray<MapData, RawStats> =
+            PerCpuArray::try_from(bpf.take_map("HS_STATS").unwrap()).unwrap();
+        let mut rings = ring::Rings::new(
+            ring_maps
+                .iter()
+                .map(|m| ring::Ring::new(m.fd().as_fd(), ring_bytes).unwrap())
+                .collect(),
+        );
+        let lost = || read_kernel_stats(&stats_map).ringbuf_lost;
+
+        pin_here();
+        let mut filler = TcpStream::connect(addr).unwrap();
+        let _f = listener.accept().unwrap();
+        let mut x = TcpStream::connect(addr).unwrap();
+        let (mut server_x, _) = listener.accept().unwrap();
+        // x's first event goes through: the socket is known, its later events are short.
+        let mut req = b"GET /x HTTP/1.1\r\n".to_vec();
+        req.resize(200, b'a');
+        x.write_all(&req).unwrap();
+        let mut got = Vec::new();
+        rings.drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        assert_eq!(got.len(), 1, "x's first send only");
+        let first = Event::new_checked(&got[0][..]).unwrap();
+        assert!(first.has_socket());
+        assert_eq!(first.lost(), 0);
+        let cookie = first.cookie();
+        // Fill this CPU's ring (nobody reads it) until it refuses an event.
+        let mut chunk = b"POST /fill HTTP/1.1\r\n".to_vec();
+        chunk.resize(100, b'a');
+        for _ in 0..200 {
+            filler.write_all(&chunk).unwrap();
+            if lost() > 0 {
+                break;
+            }
+        }
+        let before = lost();
+        assert!(before > 0, "a one-page ring filled up");
+        // Two sends of x, each larger than the room left, are lost.
+        x.write_all(&[b'b'; 300]).unwrap();
+        x.write_all(&[b'c'; 250]).unwrap();
+        assert_eq!(lost(), before + 2, "x's two sends were lost");
+        // The reader catches up. x receives (the other direction), then sends twice.
+        rings.drain(false, usize::MAX, |_| ());
+        const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        server_x.write_all(RESP).unwrap();
+        let mut back = [0u8; RESP.len()];
+        x.read_exact(&mut back).unwrap();
+        x.write_all(b"more bytes").unwrap();
+        x.write_all(b"again").unwrap();
+        let mut got = Vec::new();
+        rings.drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        let evs: Vec<(event::Dir, u32, Vec<u8>)> = got
+            .iter()
+            .map(|r| Event::new_checked(&r[..]).unwrap())
+            .filter(|e| e.cookie() == cookie)
+            .map(|e| (e.dir(), e.lost(), e.payload().to_vec()))
+            .collect();
+        assert_eq!(
+            evs,
+            [
+                (event::Dir::Recv, 0, RESP.to_vec()),
+                (event::Dir::Send, 550, b"more bytes".to_vec()),
+                (event::Dir::Send, 0, b"again".to_vec()),
+            ],
+            "the lost bytes go with x's next send only, once"
+        );
         drop(rings);
         drop(stats_map);
         drop(bpf);

@@ -144,6 +144,14 @@ impl Streams {
             Dir::Send => Direction::Forward,
             Dir::Recv => Direction::Reverse,
         };
+        // Bytes of this direction whose events the kernel's ring buffer had no room for come
+        // first: without the gap a lost body chunk made the next request head count as body.
+        // The parser counts it (parse.gaps, parse.gap_bytes) as it does the packet source's
+        // holes; the lost events themselves are counted from the kernel's ringbuf_lost.
+        let lost = ev.lost();
+        if lost > 0 {
+            s.conn.gap(dir, ts, u64::from(lost), out);
+        }
         let payload = ev.payload();
         if !payload.is_empty() {
             s.conn.feed(dir, ts, payload, out);
@@ -206,7 +214,7 @@ fn meta<T: AsRef<[u8]>>(
 mod tests {
     use std::net::SocketAddr;
 
-    use httpscope_model::Side;
+    use httpscope_model::{Side, Transaction};
 
     use super::*;
     use crate::ebpf::event::{RawEvent, EVENT_SIZE};
@@ -491,5 +499,89 @@ mod tests {
             out.transactions
         );
         assert_eq!(s.opened, 2);
+    }
+
+    /// The record carrying `lost` bytes the ring buffer had no room for before it.
+    fn with_lost(rec: &[u8], lost: u32) -> Vec<u8> {
+        let mut v = rec.to_vec();
+        v[44..48].copy_from_slice(&lost.to_ne_bytes());
+        v
+    }
+
+    /// A keep-alive connection seen from the server: a POST whose 100-byte body came in two
+    /// reads, the second read's event lost in the kernel (its 60 bytes told by the socket's
+    /// next received event, `lost`), then a GET. Returns the transactions and parse stats.
+    fn lost_body_chunk(lost: u32, short_header: bool) -> (Vec<Transaction>, SourceStats) {
+        let mut s = Streams::new(
+            Config::default(),
+            16,
+            Duration::from_secs(60),
+            Duration::ZERO,
+            0,
+        );
+        let (mut out, mut st) = (Output::default(), SourceStats::default());
+        let (srv, cli) = ("127.0.0.1:80", "127.0.0.1:40000");
+        let mut post = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".to_vec();
+        post.extend_from_slice(&[b'b'; 40]);
+        let first = record(1, 10, srv, cli, 1, &post, post.len() as u32);
+        feed(&mut s, &first, &mut out, &mut st);
+        // ts 20: the read of the body's last 60 bytes; its event was lost.
+        const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        let resp = |ts| {
+            let r = later(&record(1, ts, srv, cli, 0, OK, OK.len() as u32));
+            if short_header {
+                short(&r)
+            } else {
+                r
+            }
+        };
+        feed(&mut s, &resp(30), &mut out, &mut st);
+        const GET: &[u8] = b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut get = later(&record(1, 40, srv, cli, 1, GET, GET.len() as u32));
+        if short_header {
+            get = short(&get);
+        }
+        feed(&mut s, &with_lost(&get, lost), &mut out, &mut st);
+        feed(&mut s, &resp(50), &mut out, &mut st);
+        s.close_all(&mut out);
+        st.parse.merge(&out.stats);
+        (out.transactions, st)
+    }
+
+    #[test]
+    fn bytes_the_kernel_lost_are_a_gap_before_the_next_event_of_their_direction() {
+        for short_header in [false, true] {
+            let (txs, st) = lost_body_chunk(60, short_header);
+            let got: Vec<_> = txs
+                .iter()
+                .map(|t| {
+                    (
+                        t.method.as_ref().map(|m| m.to_string()),
+                        t.path.to_string(),
+                        t.status,
+                        t.request_bytes,
+                        t.incomplete,
+                    )
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    (Some("POST".into()), "/up".into(), Some(200), 100, false),
+                    (Some("GET".into()), "/next".into(), Some(200), 0, false),
+                ],
+                "short header: {short_header}"
+            );
+            assert_eq!((st.parse.gaps, st.parse.gap_bytes), (1, 60));
+            assert_eq!(st.parse.resyncs, 0);
+        }
+        // Without the lost count (what user space got before) the GET's head is taken as the
+        // POST's missing body: the GET is never seen.
+        let (txs, st) = lost_body_chunk(0, false);
+        assert!(
+            txs.iter().all(|t| t.path != "/next"),
+            "the scenario no longer shows the mis-framing: {txs:?}"
+        );
+        assert_eq!(st.parse.gaps, 0);
     }
 }
