@@ -648,51 +648,78 @@ mod tests {
         }
     }
 
+    /// The socket programs attached with one-page rings (one per CPU), filtered on the port
+    /// of a listener of their own; `None` (after saying why) when they cannot be loaded here.
+    /// Fields drop in order: the ring mappings before the maps they map.
+    struct TinyRings {
+        rings: ring::Rings,
+        stats_map: PerCpuArray<MapData, RawStats>,
+        _bpf: Ebpf,
+        _ring_maps: Vec<MapData>,
+        listener: TcpListener,
+    }
+
+    impl TinyRings {
+        fn attach() -> Option<TinyRings> {
+            if !is_root() {
+                eprintln!("skipped: loading eBPF programs needs root");
+                return None;
+            }
+            let btf = btf().map_err(|why| eprintln!("skipped: {why}")).ok()?;
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let cfg = EbpfConfig {
+                ports: vec![listener.local_addr().unwrap().port()],
+                ring_buffer_bytes: 4096,
+                include_self: true,
+                ..EbpfConfig::default()
+            };
+            let (loaded, _) = match load(&cfg, &btf) {
+                Ok(l) => l,
+                Err(EbpfUnavailable::NoTracepoint(tp)) => {
+                    eprintln!("skipped: no tracepoint {tp}");
+                    return None;
+                }
+                Err(e) => panic!("{e}"),
+            };
+            let Loaded {
+                mut bpf,
+                rings: ring_maps,
+                ring_bytes,
+            } = loaded;
+            for &(name, _) in PROGRAMS {
+                let prog: &mut BtfTracePoint = bpf.program_mut(name).unwrap().try_into().unwrap();
+                prog.attach().unwrap();
+            }
+            let stats_map = PerCpuArray::try_from(bpf.take_map("HS_STATS").unwrap()).unwrap();
+            let rings = ring::Rings::new(
+                ring_maps
+                    .iter()
+                    .map(|m| ring::Ring::new(m.fd().as_fd(), ring_bytes).unwrap())
+                    .collect(),
+            );
+            Some(TinyRings {
+                rings,
+                stats_map,
+                _bpf: bpf,
+                _ring_maps: ring_maps,
+                listener,
+            })
+        }
+
+        /// Events the rings had no room for, all CPUs.
+        fn lost(&self) -> u64 {
+            read_kernel_stats(&self.stats_map).ringbuf_lost
+        }
+    }
+
     /// A socket's first event is lost to a full ring; its next event must carry the full
     /// header again, or user space cannot attribute it (a short event cannot open a stream).
     #[test]
     fn a_full_event_the_ring_had_no_room_for_is_sent_full_again() {
-        if !is_root() {
-            eprintln!("skipped: loading eBPF programs needs root");
+        let Some(mut t) = TinyRings::attach() else {
             return;
-        }
-        let btf = match btf() {
-            Ok(b) => b,
-            Err(why) => return eprintln!("skipped: {why}"),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cfg = EbpfConfig {
-            ports: vec![addr.port()],
-            ring_buffer_bytes: 4096,
-            include_self: true,
-            ..EbpfConfig::default()
-        };
-        let (loaded, _) = match load(&cfg, &btf) {
-            Ok(l) => l,
-            Err(EbpfUnavailable::NoTracepoint(tp)) => {
-                return eprintln!("skipped: no tracepoint {tp}")
-            }
-            Err(e) => panic!("{e}"),
-        };
-        let Loaded {
-            mut bpf,
-            rings: ring_maps,
-            ring_bytes,
-        } = loaded;
-        for &(name, _) in PROGRAMS {
-            let prog: &mut BtfTracePoint = bpf.program_mut(name).unwrap().try_into().unwrap();
-            prog.attach().unwrap();
-        }
-        let stats_map: PerCpuArray<MapData, RawStats> =
-            PerCpuArray::try_from(bpf.take_map("HS_STATS").unwrap()).unwrap();
-        let mut rings = ring::Rings::new(
-            ring_maps
-                .iter()
-                .map(|m| ring::Ring::new(m.fd().as_fd(), ring_bytes).unwrap())
-                .collect(),
-        );
-        let lost = || read_kernel_stats(&stats_map).ringbuf_lost;
+        let (listener, addr) = (&t.listener, t.listener.local_addr().unwrap());
 
         pin_here();
         // The accepted ends are never read: only the sends make events.
@@ -705,22 +732,23 @@ mod tests {
         chunk.resize(100, b'a');
         for _ in 0..200 {
             filler.write_all(&chunk).unwrap();
-            if lost() > 0 {
+            if t.lost() > 0 {
                 break;
             }
         }
-        let before = lost();
+        let before = t.lost();
         assert!(before > 0, "a one-page ring filled up");
         // x's first event (larger than the room left) is lost.
         let mut req = b"GET /x HTTP/1.1\r\n".to_vec();
         req.resize(200, b'a');
         x.write_all(&req).unwrap();
-        assert_eq!(lost(), before + 1, "x's first event was lost");
+        assert_eq!(t.lost(), before + 1, "x's first event was lost");
         // The reader catches up; x's next event must say which socket it is.
-        rings.drain(false, usize::MAX, |_| ());
+        t.rings.drain(false, usize::MAX, |_| ());
         x.write_all(b"more bytes").unwrap();
         let mut got = Vec::new();
-        rings.drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        t.rings
+            .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
         assert_eq!(got.len(), 1, "x's second send only");
         let ev = Event::new_checked(&got[0][..]).unwrap();
         assert!(ev.has_socket(), "x's next event has the full header");
@@ -734,10 +762,6 @@ mod tests {
         );
         assert_eq!(ev.flags() & event::FLAG_FROM_START, 0, "bytes were lost");
         assert_eq!(ev.lost(), 200, "it carries the lost event's bytes");
-        drop(rings);
-        drop(stats_map);
-        drop(bpf);
-        drop(ring_maps);
     }
 
     /// Short events lost to a full ring: their bytes are summed in the socket's state and
@@ -745,47 +769,10 @@ mod tests {
     /// events carry none.
     #[test]
     fn bytes_of_lost_events_are_carried_by_the_next_event_of_their_direction() {
-        if !is_root() {
-            eprintln!("skipped: loading eBPF programs needs root");
+        let Some(mut t) = TinyRings::attach() else {
             return;
-        }
-        let btf = match btf() {
-            Ok(b) => b,
-            Err(why) => return eprintln!("skipped: {why}"),
         };
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cfg = EbpfConfig {
-            ports: vec![addr.port()],
-            ring_buffer_bytes: 4096,
-            include_self: true,
-            ..EbpfConfig::default()
-        };
-        let (loaded, _) = match load(&cfg, &btf) {
-            Ok(l) => l,
-            Err(EbpfUnavailable::NoTracepoint(tp)) => {
-                return eprintln!("skipped: no tracepoint {tp}")
-            }
-            Err(e) => panic!("{e}"),
-        };
-        let Loaded {
-            mut bpf,
-            rings: ring_maps,
-            ring_bytes,
-        } = loaded;
-        for &(name, _) in PROGRAMS {
-            let prog: &mut BtfTracePoint = bpf.program_mut(name).unwrap().try_into().unwrap();
-            prog.attach().unwrap();
-        }
-        let stats_map: PerCpuArray<MapData, RawStats> =
-            PerCpuArray::try_from(bpf.take_map("HS_STATS").unwrap()).unwrap();
-        let mut rings = ring::Rings::new(
-            ring_maps
-                .iter()
-                .map(|m| ring::Ring::new(m.fd().as_fd(), ring_bytes).unwrap())
-                .collect(),
-        );
-        let lost = || read_kernel_stats(&stats_map).ringbuf_lost;
+        let (listener, addr) = (&t.listener, t.listener.local_addr().unwrap());
 
         pin_here();
         let mut filler = TcpStream::connect(addr).unwrap();
@@ -797,7 +784,8 @@ mod tests {
         req.resize(200, b'a');
         x.write_all(&req).unwrap();
         let mut got = Vec::new();
-        rings.drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        t.rings
+            .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
         assert_eq!(got.len(), 1, "x's first send only");
         let first = Event::new_checked(&got[0][..]).unwrap();
         assert!(first.has_socket());
@@ -808,18 +796,18 @@ mod tests {
         chunk.resize(100, b'a');
         for _ in 0..200 {
             filler.write_all(&chunk).unwrap();
-            if lost() > 0 {
+            if t.lost() > 0 {
                 break;
             }
         }
-        let before = lost();
+        let before = t.lost();
         assert!(before > 0, "a one-page ring filled up");
         // Two sends of x, each larger than the room left, are lost.
         x.write_all(&[b'b'; 300]).unwrap();
         x.write_all(&[b'c'; 250]).unwrap();
-        assert_eq!(lost(), before + 2, "x's two sends were lost");
+        assert_eq!(t.lost(), before + 2, "x's two sends were lost");
         // The reader catches up. x receives (the other direction), then sends twice.
-        rings.drain(false, usize::MAX, |_| ());
+        t.rings.drain(false, usize::MAX, |_| ());
         const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         server_x.write_all(RESP).unwrap();
         let mut back = [0u8; RESP.len()];
@@ -827,7 +815,8 @@ mod tests {
         x.write_all(b"more bytes").unwrap();
         x.write_all(b"again").unwrap();
         let mut got = Vec::new();
-        rings.drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        t.rings
+            .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
         let evs: Vec<(event::Dir, u32, Vec<u8>)> = got
             .iter()
             .map(|r| Event::new_checked(&r[..]).unwrap())
@@ -843,9 +832,5 @@ mod tests {
             ],
             "the lost bytes go with x's next send only, once"
         );
-        drop(rings);
-        drop(stats_map);
-        drop(bpf);
-        drop(ring_maps);
     }
 }
