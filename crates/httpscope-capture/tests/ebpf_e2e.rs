@@ -589,6 +589,71 @@ fn full_ring_buffer_losses_are_counted_and_reported() {
     assert_no_leftovers(&report);
 }
 
+/// Stopping while traffic goes on: the programs are detached before the last read of the
+/// rings, so every event the kernel wrote (its own count) is read and counted by user space.
+/// Before, the rings were read while the programs were still attached and the events of the
+/// last moments were neither read nor counted anywhere.
+#[test]
+fn stopping_under_load_reads_every_event_the_kernel_wrote() {
+    require_ebpf!();
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::start("127.0.0.1:0");
+    let addr = server.addr;
+    let mut cap = Capture::start_with(EbpfConfig {
+        ports: vec![addr.port()],
+        include_self: true,
+        ..EbpfConfig::default()
+    });
+    // Keep-alive requests from this process until told to stop (at most 10 s / 100,000).
+    let load_stop = Arc::new(AtomicBool::new(false));
+    let ls = load_stop.clone();
+    let load = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr).unwrap();
+        let t0 = Instant::now();
+        let mut buf = [0u8; 4096];
+        let mut done = 0u32;
+        while !ls.load(Ordering::Relaxed)
+            && done < 100_000
+            && t0.elapsed() < Duration::from_secs(10)
+        {
+            conn.write_all(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n")
+                .unwrap();
+            // hyper's response to /hello ends with its 11-byte body.
+            let mut got = Vec::new();
+            while !got.ends_with(b"hello world") {
+                let n = conn.read(&mut buf).unwrap();
+                assert!(n > 0, "server closed");
+                got.extend_from_slice(&buf[..n]);
+            }
+            done += 1;
+        }
+        done
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    cap.stop.store(true, Ordering::SeqCst);
+    let report = cap
+        .handle
+        .take()
+        .unwrap()
+        .join()
+        .unwrap()
+        .expect("capture failed");
+    load_stop.store(true, Ordering::Relaxed);
+    let requests = load.join().unwrap();
+    cap.pump(Duration::from_millis(10));
+    assert!(
+        report.kernel.events > 100,
+        "traffic was captured ({requests} requests): {report:?}"
+    );
+    assert_eq!(report.kernel.ringbuf_lost, 0, "{report:?}");
+    assert_eq!(
+        report.stats.events, report.kernel.events,
+        "every event the kernel wrote was read ({requests} requests): {report:?}"
+    );
+    assert_no_leftovers(&report);
+}
+
 // ---------------------------------------------------------------- nginx
 
 struct Nginx {

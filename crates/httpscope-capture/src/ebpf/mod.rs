@@ -517,6 +517,7 @@ pub fn capture(
             reason: error_chain(&e),
         })?;
 
+    let mut links = Vec::with_capacity(PROGRAMS.len());
     for &(name, _) in PROGRAMS {
         let prog: &mut BtfTracePoint = bpf
             .program_mut(name)
@@ -525,10 +526,11 @@ pub fn capture(
                 program: name,
                 reason: "not in the object".into(),
             })?;
-        prog.attach().map_err(|e| EbpfError::Attach {
+        let link = prog.attach().map_err(|e| EbpfError::Attach {
             program: name,
             reason: error_chain(&e),
         })?;
+        links.push((name, link));
     }
     let attached_at = Instant::now();
     if let Some(flag) = &cfg.attached {
@@ -560,8 +562,11 @@ pub fn capture(
         if stopping || last_flush.elapsed() >= cfg.flush_interval {
             last_flush = Instant::now();
             if stopping {
-                // Whatever is in the rings now was produced before we stopped: drain it,
-                // once (a loop until empty would not end while the traffic goes on).
+                // Detach first, then read the rings to the end: from here on nothing is
+                // added, so every event the kernel wrote (and counted in HS_STATS) is read,
+                // and the counts told to the monitor add up. Draining while still attached
+                // left the events of the last moments unread and uncounted.
+                detach(&mut bpf, &mut links);
                 rings.drain(false, usize::MAX, |rec| {
                     feed_record(&mut streams, rec, &mut out, &mut pending)
                 });
@@ -600,6 +605,25 @@ pub fn capture(
         flag.store(false, Ordering::SeqCst);
     }
     result.map(|()| report)
+}
+
+/// Detaches the programs (their maps stay), then waits for programs already running on
+/// other CPUs to finish their writes: unregistering a tracepoint does not wait for them, and
+/// a record still reserved (busy) would stop the final drain at it.
+fn detach(
+    bpf: &mut Ebpf,
+    links: &mut Vec<(&'static str, aya::programs::tp_btf::BtfTracePointLinkId)>,
+) {
+    for (name, link) in links.drain(..) {
+        let prog: Option<&mut BtfTracePoint> =
+            bpf.program_mut(name).and_then(|p| p.try_into().ok());
+        if let Some(prog) = prog {
+            // An error leaves the link to be dropped with `bpf`, as before.
+            let _ = prog.detach(link);
+        }
+    }
+    // A program runs for microseconds; this is the end of a capture, once.
+    std::thread::sleep(Duration::from_millis(5));
 }
 
 /// Decodes one ring-buffer record and feeds it to its socket's stream.
