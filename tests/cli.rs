@@ -204,6 +204,18 @@ fn analyze_reads_etw_replays_and_json() {
     let eps = v["endpoints"].as_array().unwrap();
     assert!(!eps.is_empty());
     assert!(eps.iter().all(|e| e["source"] == "etw"));
+    // Each endpoint's body-size histograms count each of its transactions once.
+    for e in eps {
+        for h in ["request_body_size", "response_body_size"] {
+            let in_buckets: u64 = e[h]
+                .as_object()
+                .unwrap()
+                .values()
+                .map(|c| c.as_u64().unwrap())
+                .sum();
+            assert_eq!(in_buckets, e["count"].as_u64().unwrap(), "{h} of {e}");
+        }
+    }
     let n: u64 = eps.iter().map(|e| e["count"].as_u64().unwrap()).sum();
     assert_eq!(v["telemetry"]["aggregated"].as_u64().unwrap(), n);
     assert!(v["telemetry"]["sources"][0]["events"].as_u64().unwrap() > 0);

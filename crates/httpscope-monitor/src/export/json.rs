@@ -7,11 +7,30 @@ use httpscope_model::Transaction;
 use serde_json::{json, Map, Value};
 
 use super::Cadence;
+use crate::keeper::{BODY_SIZE_BOUNDS, BODY_SIZE_BUCKETS};
 use crate::monitor::{ExportError, Exporter, Flush};
 use crate::snapshot::{Snapshot, Telemetry};
 
 fn ms(ns: Option<f64>) -> Value {
     ns.map_or(Value::Null, |v| json!((v / 1e3).round() / 1e3))
+}
+
+/// A body-size histogram as `{upper bound in bytes: transactions}`, non-empty buckets only,
+/// the last bound being `"+Inf"` (the buckets of the Prometheus and OTLP histograms).
+fn size_buckets(counts: &[u64; BODY_SIZE_BUCKETS]) -> Value {
+    Value::Object(
+        counts
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(i, &n)| {
+                let le = BODY_SIZE_BOUNDS
+                    .get(i)
+                    .map_or_else(|| "+Inf".to_owned(), u64::to_string);
+                (le, json!(n))
+            })
+            .collect::<Map<_, _>>(),
+    )
 }
 
 fn rfc3339(unix_ns: i64) -> String {
@@ -25,7 +44,8 @@ fn rfc3339(unix_ns: i64) -> String {
 }
 
 /// A snapshot as a JSON value: `start`, `end`, `window_s`, `endpoints` (one object per key,
-/// busiest first, at most `top` when `top > 0`) and `telemetry`.
+/// busiest first, at most `top` when `top > 0`; with body-size histograms by bucket upper
+/// bound) and `telemetry`.
 ///
 /// Rates are per second of the window, or of the data's own span when `data_time`.
 pub fn snapshot_json(snapshot: &Snapshot, top: usize, data_time: bool) -> Value {
@@ -62,6 +82,8 @@ pub fn snapshot_json(snapshot: &Snapshot, top: usize, data_time: bool) -> Value 
                 },
                 "request_bytes": s.request_bytes,
                 "response_bytes": s.response_bytes,
+                "request_body_size": size_buckets(&s.request_sizes),
+                "response_body_size": size_buckets(&s.response_sizes),
             })
         })
         .collect();
@@ -208,5 +230,20 @@ impl Exporter for TransactionsExporter {
     fn flush(&mut self, _flush: &Flush<'_>) -> Result<(), ExportError> {
         self.out.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_buckets_name_their_upper_bounds_and_skip_empty_ones() {
+        let mut c = [0u64; BODY_SIZE_BUCKETS];
+        c[0] = 3;
+        c[3] = 2;
+        c[BODY_SIZE_BUCKETS - 1] = 1;
+        assert_eq!(size_buckets(&c), json!({"0": 3, "1024": 2, "+Inf": 1}));
+        assert_eq!(size_buckets(&[0; BODY_SIZE_BUCKETS]), json!({}));
     }
 }
