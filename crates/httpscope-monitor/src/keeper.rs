@@ -19,7 +19,7 @@ use httpscope_model::telemetry::{DropReason, MalformedReason, ReasonCounts};
 use httpscope_model::{Comm, Method, Side, Source, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::route::{Outcome, Quantizer, RouteBuf};
+use crate::route::{is_printable, Checked, Outcome, Quantizer, RouteBuf};
 use crate::sketch::{bin_key, Sketch, MAX_BINS};
 
 /// How clients are kept apart in the key.
@@ -542,15 +542,16 @@ pub fn validate(tx: &Transaction) -> Result<Method, MalformedReason> {
     if tx.path.is_empty() {
         return Err(MalformedReason::EmptyPath);
     }
-    // `fold` rather than `all`: no early exit, so the loop is vectorized (valid paths, the
-    // common case, are scanned to the end either way).
-    if !tx
-        .path
-        .bytes()
-        .fold(true, |ok, b| ok & (b.wrapping_sub(0x21) < 0x5e))
-    {
+    if !is_printable(&tx.path) {
         return Err(MalformedReason::NonPrintablePath);
     }
+    validate_rest(tx)?;
+    Ok(method)
+}
+
+/// The checks of [`validate`] after the path's.
+#[inline]
+fn validate_rest(tx: &Transaction) -> Result<(), MalformedReason> {
     match tx.status {
         Some(100..=599) => {}
         _ => return Err(MalformedReason::StatusOutOfRange),
@@ -558,7 +559,7 @@ pub fn validate(tx: &Transaction) -> Result<Method, MalformedReason> {
     if tx.end_ns <= tx.start_ns {
         return Err(MalformedReason::NonPositiveLatency);
     }
-    Ok(method)
+    Ok(())
 }
 
 impl StatKeeper {
@@ -654,14 +655,27 @@ impl StatKeeper {
             self.counts.incomplete += 1;
             return None;
         }
-        let method = match validate(tx) {
-            Ok(m) => m,
-            Err(reason) => {
-                self.counts.malformed.inc(reason);
-                return None;
-            }
+        // `validate`'s checks in its order, the path's done by the quantizer's pass (which
+        // reads every byte anyway); drop rules apply to valid transactions only.
+        let Some(method) = tx.method else {
+            self.counts.malformed.inc(MalformedReason::UnknownMethod);
+            return None;
         };
-        if self.quantizer.route_into(&tx.path, &mut self.route) == Outcome::Dropped {
+        if tx.path.is_empty() {
+            self.counts.malformed.inc(MalformedReason::EmptyPath);
+            return None;
+        }
+        let routed = self.quantizer.route_checked(&tx.path, &mut self.route);
+        let checked = if routed == Checked::NonPrintable {
+            Err(MalformedReason::NonPrintablePath)
+        } else {
+            validate_rest(tx)
+        };
+        if let Err(reason) = checked {
+            self.counts.malformed.inc(reason);
+            return None;
+        }
+        if routed == Checked::Dropped {
             self.counts.filtered += 1;
             return None;
         }

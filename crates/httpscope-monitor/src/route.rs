@@ -180,12 +180,11 @@ impl Quantizer {
     /// first.
     pub(crate) fn route_into(&self, path: &str, out: &mut RouteBuf) -> Outcome {
         out.len = 0;
-        if self.drop.is_empty()
-            && self.patterns.is_empty()
-            && self.replace.is_empty()
-            && path.starts_with('/')
-        {
-            self.segments(path.as_bytes(), true, out);
+        if self.is_plain() && path.starts_with('/') {
+            if path.len() > SHORT_PATH || !route_short(path.as_bytes(), self.heuristic, out) {
+                out.len = 0;
+                self.segments(path.as_bytes(), true, out);
+            }
             return Outcome::Route;
         }
         let path = strip_target(path);
@@ -210,6 +209,36 @@ impl Quantizer {
         Outcome::Route
     }
 
+    /// No drop rules, patterns or rewrites (the default): the route follows from the path's
+    /// segments alone.
+    #[inline]
+    fn is_plain(&self) -> bool {
+        self.drop.is_empty() && self.patterns.is_empty() && self.replace.is_empty()
+    }
+
+    /// What the StatKeeper calls on every transaction: whether `path` is printable ASCII
+    /// (the validation rule of [`crate::validate`]) and, if so, its route. For the common case
+    /// (the default configuration, a path of at most [`SHORT_PATH`] bytes) the check is
+    /// fused into the quantizer's pass over the bytes, which reads every byte anyway.
+    #[inline]
+    pub(crate) fn route_checked(&self, path: &str, out: &mut RouteBuf) -> Checked {
+        if self.is_plain() && path.len() <= SHORT_PATH && path.starts_with('/') {
+            out.len = 0;
+            return if route_short(path.as_bytes(), self.heuristic, out) {
+                Checked::Route
+            } else {
+                Checked::NonPrintable
+            };
+        }
+        if !is_printable(path) {
+            return Checked::NonPrintable;
+        }
+        match self.route_into(path, out) {
+            Outcome::Route => Checked::Route,
+            Outcome::Dropped => Checked::Dropped,
+        }
+    }
+
     fn segments_or_bounded(&self, path: &str, out: &mut RouteBuf) {
         if !path.starts_with('/') {
             // `*` (OPTIONS) or something odd: keep as is, bounded.
@@ -232,6 +261,222 @@ impl Quantizer {
             }
         });
     }
+}
+
+/// What [`Quantizer::route_checked`] made of a path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Checked {
+    /// Printable; the route was written to the output buffer.
+    Route,
+    /// Printable; a drop rule matched.
+    Dropped,
+    /// A byte is not printable ASCII (`0x21..=0x7e`); nothing useful was written.
+    NonPrintable,
+}
+
+/// Whether every byte of `path` is printable ASCII other than space (`0x21..=0x7e`).
+#[inline]
+pub(crate) fn is_printable(path: &str) -> bool {
+    // `fold` rather than `all`: no early exit, so the loop is vectorized (valid paths, the
+    // common case, are scanned to the end either way).
+    path.bytes()
+        .fold(true, |ok, b| ok & (b.wrapping_sub(0x21) < 0x5e))
+}
+
+/// The longest path [`route_short`] takes: one bit per byte in a `u64`.
+pub(crate) const SHORT_PATH: usize = 64;
+
+/// What [`masks16`] finds in 16 bytes: one bit per byte (bit `i` for byte `i`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Masks {
+    /// Set when any byte is not printable ASCII (`0x21..=0x7e`); when set, the other masks
+    /// are unspecified.
+    bad: bool,
+    /// '/' bytes.
+    slash: u32,
+    /// '?' and '#' bytes.
+    query: u32,
+    /// ASCII digits.
+    digit: u32,
+}
+
+/// The bytes of `lo` then `hi` (little-endian words) classified 16 at a time with SSE2, which
+/// every x86_64 CPU has: a compare per class and a `movemask`, ~20 instructions for 16
+/// bytes, where the same with 8-byte SWAR words took ~80.
+#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+#[inline]
+fn masks16(lo: u64, hi: u64) -> Masks {
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn sse2(lo: u64, hi: u64) -> Masks {
+        use std::arch::x86_64::*;
+        let v = _mm_set_epi64x(hi as i64, lo as i64);
+        let eq = |c: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(c as i8));
+        // Signed compares: bytes from 0x80 up are negative, so neither printable nor digits.
+        let within = |lo: u8, hi: u8| {
+            _mm_and_si128(
+                _mm_cmpgt_epi8(v, _mm_set1_epi8(lo as i8 - 1)),
+                _mm_cmplt_epi8(v, _mm_set1_epi8(hi as i8 + 1)),
+            )
+        };
+        Masks {
+            bad: _mm_movemask_epi8(within(0x21, 0x7e)) != 0xffff,
+            slash: _mm_movemask_epi8(eq(b'/')) as u32,
+            query: _mm_movemask_epi8(_mm_or_si128(eq(b'?'), eq(b'#'))) as u32,
+            digit: _mm_movemask_epi8(within(b'0', b'9')) as u32,
+        }
+    }
+    // SAFETY: `sse2` needs SSE2, which this build's target has (the `cfg` above).
+    unsafe { sse2(lo, hi) }
+}
+
+/// [`masks16`] elsewhere: 8-byte SWAR words.
+#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+#[inline]
+fn masks16(lo: u64, hi: u64) -> Masks {
+    masks16_swar(lo, hi)
+}
+
+/// [`masks16`] with 8-byte SWAR words (the portable version, and the reference the SSE2 one
+/// is tested against).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn masks16_swar(lo: u64, hi: u64) -> Masks {
+    let eight = |w: u64| {
+        (
+            bytes_unprintable(w) != 0,
+            gather(bytes_equal(w, b'/')),
+            gather(bytes_equal(w, b'?') | bytes_equal(w, b'#')),
+            gather(bytes_digit(w)),
+        )
+    };
+    let (b0, s0, q0, d0) = eight(lo);
+    let (b1, s1, q1, d1) = eight(hi);
+    Masks {
+        bad: b0 | b1,
+        slash: (s0 | s1 << 8) as u32,
+        query: (q0 | q1 << 8) as u32,
+        digit: (d0 | d1 << 8) as u32,
+    }
+}
+
+/// The high bit of each byte set where a byte of `w` is not printable ASCII (`0x21..=0x7e`),
+/// exact for whether any is: below the lowest such byte nothing borrows or carries, and that
+/// byte has its high bit set, or gets it from `- 0x21` (below `0x21`) or `+ 1` (`0x7f`).
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn bytes_unprintable(w: u64) -> u64 {
+    (w.wrapping_sub(splat(0x21)) | w.wrapping_add(splat(1)) | w) & HIGH
+}
+
+/// One bit per byte (bit `i` for byte `i`) from a `bytes_*` mask: the multiply moves byte
+/// `i`'s bit 0 to bit `56 + i` without two partial products meeting.
+#[cfg_attr(all(target_arch = "x86_64", target_feature = "sse2"), allow(dead_code))]
+fn gather(m: u64) -> u64 {
+    (m >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56
+}
+
+/// The low `n` bits set (`n <= 64`).
+#[inline(always)]
+fn low_bits(n: usize) -> u64 {
+    if n >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << n) - 1
+    }
+}
+
+/// The default quantizer's route of a path of at most [`SHORT_PATH`] bytes that starts with
+/// '/', and the printable check, in one pass: each 8-byte word is checked and its '/', '?',
+/// '#' and digit bytes gathered into one bit per byte of the path; then the segments are
+/// walked on those bit masks (the next '/' is a `trailing_zeros`, whether a segment has
+/// digits, one digit or only digits a mask test) and copied by whole words, with the '/'
+/// before them, from a padded copy of the path. False when a byte is not printable. (Longer
+/// paths take [`for_each_segment`], which needs no masks as wide as the path.)
+#[inline]
+fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
+    let len = b.len();
+    debug_assert!(len <= SHORT_PATH && b.first() == Some(&b'/'));
+    // The path, then room for a 16-byte copy from any offset in it.
+    let mut src = [0u8; SHORT_PATH + 16];
+    let mut bad = false;
+    let (mut slash, mut query, mut digit) = (0u64, 0u64, 0u64);
+    // Sixteen bytes: eight at `lo_at`, eight at `hi_at` (which may overlap them; equal bytes
+    // give equal bits where they meet).
+    let mut scan = |lo_at: usize, lo: u64, hi_at: usize, hi: u64| {
+        src[lo_at..lo_at + 8].copy_from_slice(&lo.to_le_bytes());
+        src[hi_at..hi_at + 8].copy_from_slice(&hi.to_le_bytes());
+        let m = masks16(lo, hi);
+        let place = |bits: u32| u64::from(bits & 0xff) << lo_at | u64::from(bits >> 8) << hi_at;
+        bad |= m.bad;
+        slash |= place(m.slash);
+        query |= place(m.query);
+        digit |= place(m.digit);
+    };
+    if len >= 16 {
+        let mut at = 0;
+        while at + 16 < len {
+            scan(at, word(b, at), at + 8, word(b, at + 8));
+            at += 16;
+        }
+        // The last sixteen bytes, overlapping the previous ones.
+        scan(len - 16, word(b, len - 16), len - 8, word(b, len - 8));
+    } else if len >= 8 {
+        scan(0, word(b, 0), len - 8, word(b, len - 8));
+    } else {
+        // Padded with `a`: printable, no separator, no digit.
+        let mut w = [b'a'; 8];
+        w[..len].copy_from_slice(b);
+        scan(0, u64::from_le_bytes(w), 8, splat(b'a'));
+    }
+    if bad {
+        return false;
+    }
+    // The route ends at the first '?' or '#'.
+    let cut = (query.trailing_zeros() as usize).min(len);
+    let in_path = low_bits(cut);
+    digit &= in_path;
+    // Segment ends: the '/'s after the first byte, then the cut.
+    let mut ends = slash & in_path & !1;
+    let mut start = 1;
+    let mut n = 0;
+    loop {
+        let end = if ends == 0 {
+            cut
+        } else {
+            ends.trailing_zeros() as usize
+        };
+        // Bits `start..end` (`1 <= end <= 64`; an empty segment at 64 gets a wrong mask,
+        // unused).
+        let seg = (u64::MAX >> (64 - end)) & (u64::MAX << (start & 63));
+        let d = digit & seg;
+        let id = heuristic
+            && start < end
+            // Without digits only a long run of letters can be an id.
+            && (d != 0 || end - start >= 20)
+            && is_id_counted(&b[start..end], d.count_ones() as usize);
+        if id {
+            out.buf[n..n + 2].copy_from_slice(b"/*");
+            n += 2;
+        } else {
+            // The piece with the '/' before it; what lies past it is overwritten later or
+            // past `len`.
+            let from = start - 1;
+            let pn = end - from;
+            out.buf[n..n + 16].copy_from_slice(&src[from..from + 16]);
+            let mut i = 16;
+            while i < pn {
+                out.buf[n + i..n + i + 8].copy_from_slice(&src[from + i..from + i + 8]);
+                i += 8;
+            }
+            n += pn;
+        }
+        if ends == 0 {
+            break;
+        }
+        ends &= ends - 1;
+        start = end + 1;
+    }
+    out.len = n;
+    true
 }
 
 /// A route being built, in a fixed buffer: pieces are copied eight bytes at a time, with no
@@ -813,6 +1058,78 @@ mod tests {
             let mut want = String::new();
             general.route(path, &mut want);
             assert_eq!(q(path), want, "path {path}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
+        /// The SSE2 classifier against the SWAR one (the portable build's), on any bytes:
+        /// the same verdict on printability and, for printable ones, the same masks.
+        #[test]
+        fn masks16_agree_with_swar(
+            bytes in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::prelude::any::<u8>(),
+                    proptest::sample::select(b"/?#0123456789 !~\x7f:.".to_vec()),
+                ],
+                16,
+            ),
+        ) {
+            let lo = u64::from_le_bytes(bytes[..8].try_into().unwrap());
+            let hi = u64::from_le_bytes(bytes[8..].try_into().unwrap());
+            let (fast, swar) = (masks16(lo, hi), masks16_swar(lo, hi));
+            let bad = !bytes.iter().all(|&c| (0x21..=0x7e).contains(&c));
+            proptest::prop_assert_eq!(fast.bad, bad);
+            proptest::prop_assert_eq!(swar.bad, bad);
+            if !bad {
+                proptest::prop_assert_eq!(fast, swar);
+                let bits = |f: &dyn Fn(u8) -> bool| {
+                    bytes.iter().enumerate().map(|(i, &c)| u32::from(f(c)) << i).sum::<u32>()
+                };
+                proptest::prop_assert_eq!(fast.slash, bits(&|c| c == b'/'));
+                proptest::prop_assert_eq!(fast.query, bits(&|c| c == b'?' || c == b'#'));
+                proptest::prop_assert_eq!(fast.digit, bits(&|c| c.is_ascii_digit()));
+            }
+        }
+
+        /// The keeper's fused check: non-printable exactly when `is_printable` says so, and
+        /// the route as `route` gives it otherwise, on paths of every length around the
+        /// short-path limit, with controls, spaces, DEL and non-ASCII now and then.
+        #[test]
+        fn fused_printable_check_agrees(
+            path in "/(\\PC|[/0-9a-f?#]|[ \x00-\x20\x7f]|é){0,80}",
+        ) {
+            let qz = Quantizer::heuristic();
+            let mut buf = RouteBuf::new();
+            let got = qz.route_checked(&path, &mut buf);
+            if is_printable(&path) {
+                proptest::prop_assert_eq!(got, Checked::Route);
+                proptest::prop_assert_eq!(buf.as_str(), q(&path));
+            } else {
+                proptest::prop_assert_eq!(got, Checked::NonPrintable);
+            }
+        }
+    }
+
+    #[test]
+    fn fused_printable_check_each_byte() {
+        // Every byte value at every position of a short path and a long one.
+        let qz = Quantizer::heuristic();
+        for base in ["/users/12345/orders/678/items?q=1#x", &"/abcdefg".repeat(8)] {
+            for at in 1..base.len() {
+                for c in 0..=0x7fu8 {
+                    let mut p = base.as_bytes().to_vec();
+                    p[at] = c;
+                    let path = String::from_utf8(p).unwrap();
+                    let mut buf = RouteBuf::new();
+                    let want = if (0x21..=0x7e).contains(&c) {
+                        Checked::Route
+                    } else {
+                        Checked::NonPrintable
+                    };
+                    assert_eq!(qz.route_checked(&path, &mut buf), want, "{path:?}");
+                }
+            }
         }
     }
 
