@@ -1,7 +1,7 @@
 //! Runs the eBPF source until SIGINT/SIGTERM or `--seconds N`, then prints what it saw.
 //!
 //! ```text
-//! sudo ebpf_watch [--seconds N] [--port P]... [--pid P]... [--cgroup PATH] [--capture-bytes N] [--print]
+//! sudo ebpf_watch [--seconds N] [--port P]... [--pid P]... [--cgroup PATH] [--capture-bytes N] [--ring-bytes N] [--poll-ms N] [--print]
 //! ```
 //!
 //! The last line is machine-readable (`key=value` pairs) for bench/ebpf/run.sh:
@@ -54,9 +54,13 @@ mod linux {
                 "--pid" => cfg.pids.push(val().parse().expect("pid")),
                 "--cgroup" => cfg.cgroup = Some(val().into()),
                 "--capture-bytes" => cfg.capture_bytes = val().parse().expect("bytes"),
+                "--ring-bytes" => cfg.ring_buffer_bytes = val().parse().expect("bytes"),
+                "--poll-ms" => {
+                    cfg.poll_interval = Duration::from_millis(val().parse().expect("ms"))
+                }
                 "--print" => print = true,
                 _ => {
-                    eprintln!("usage: ebpf_watch [--seconds N] [--port P] [--pid P] [--cgroup PATH] [--capture-bytes N] [--print]");
+                    eprintln!("usage: ebpf_watch [--seconds N] [--port P] [--pid P] [--cgroup PATH] [--capture-bytes N] [--ring-bytes N] [--poll-ms N] [--print]");
                     std::process::exit(2);
                 }
             }

@@ -84,6 +84,9 @@ pub struct EbpfConfig {
     pub idle_timeout: Duration,
     /// How often a batch is sent (default 100 ms), when there is something to send.
     pub flush_interval: Duration,
+    /// How long the reader sleeps when the rings are empty (default 20 ms, at most the flush
+    /// interval): the programs do not wake it per event, only when a quarter of a ring waits.
+    pub poll_interval: Duration,
     /// Also capture this process's own sockets (default false: a monitor that serves its own
     /// metrics over HTTP should not watch itself).
     pub include_self: bool,
@@ -104,6 +107,7 @@ impl Default for EbpfConfig {
             max_connections: 65_536,
             idle_timeout: Duration::from_secs(60),
             flush_interval: Duration::from_millis(100),
+            poll_interval: Duration::from_millis(20),
             include_self: false,
             attached: None,
         }
@@ -550,7 +554,11 @@ pub fn capture(
     let mut kernel_seen = RawStats::default();
     let mut last_flush = Instant::now();
     // The programs do not wake us per event (see output() in http.bpf.c): poll on a timer.
-    let poll_ms = cfg.flush_interval.as_millis().clamp(1, 20) as libc::c_int;
+    let poll_ms = cfg
+        .poll_interval
+        .min(cfg.flush_interval)
+        .as_millis()
+        .clamp(1, 1000) as libc::c_int;
 
     // Events are handed out in timestamp order across the per-CPU rings (ring.rs).
     let result = loop {
