@@ -399,33 +399,34 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
     let mut src = [0u8; SHORT_PATH + 16];
     let mut bad = false;
     let (mut slash, mut query, mut digit) = (0u64, 0u64, 0u64);
-    // Sixteen bytes: eight at `lo_at`, eight at `hi_at` (which may overlap them; equal bytes
-    // give equal bits where they meet).
-    let mut scan = |lo_at: usize, lo: u64, hi_at: usize, hi: u64| {
-        src[lo_at..lo_at + 8].copy_from_slice(&lo.to_le_bytes());
-        src[hi_at..hi_at + 8].copy_from_slice(&hi.to_le_bytes());
+    // Sixteen bytes at `at`.
+    let mut scan = |at: usize, lo: u64, hi: u64| {
+        src[at..at + 8].copy_from_slice(&lo.to_le_bytes());
+        src[at + 8..at + 16].copy_from_slice(&hi.to_le_bytes());
         let m = masks16(lo, hi);
-        let place = |bits: u32| u64::from(bits & 0xff) << lo_at | u64::from(bits >> 8) << hi_at;
         bad |= m.bad;
-        slash |= place(m.slash);
-        query |= place(m.query);
-        digit |= place(m.digit);
+        slash |= u64::from(m.slash) << at;
+        query |= u64::from(m.query) << at;
+        digit |= u64::from(m.digit) << at;
     };
     if len >= 16 {
         let mut at = 0;
         while at + 16 < len {
-            scan(at, word(b, at), at + 8, word(b, at + 8));
+            scan(at, word(b, at), word(b, at + 8));
             at += 16;
         }
-        // The last sixteen bytes, overlapping the previous ones.
-        scan(len - 16, word(b, len - 16), len - 8, word(b, len - 8));
-    } else if len >= 8 {
-        scan(0, word(b, 0), len - 8, word(b, len - 8));
+        // The last sixteen bytes, overlapping the previous ones (equal bytes, equal bits).
+        scan(len - 16, word(b, len - 16), word(b, len - 8));
+    } else if len > 8 {
+        // Bytes 8.. are the last eight shifted down, padded with `a` (printable, no
+        // separator, no digit).
+        let pad = (16 - len) * 8;
+        let hi = word(b, len - 8) >> pad | splat(b'a') << (64 - pad);
+        scan(0, word(b, 0), hi);
     } else {
-        // Padded with `a`: printable, no separator, no digit.
         let mut w = [b'a'; 8];
         w[..len].copy_from_slice(b);
-        scan(0, u64::from_le_bytes(w), 8, splat(b'a'));
+        scan(0, u64::from_le_bytes(w), splat(b'a'));
     }
     if bad {
         return false;
@@ -448,11 +449,19 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
         // unused).
         let seg = (u64::MAX >> (64 - end)) & (u64::MAX << (start & 63));
         let d = digit & seg;
-        let id = heuristic
-            && start < end
-            // Without digits only a long run of letters can be an id.
-            && (d != 0 || end - start >= 20)
-            && is_id_counted(&b[start..end], d.count_ones() as usize);
+        let id = heuristic && start < end && {
+            let piece = &b[start..end];
+            if d == 0 {
+                // Without digits only a long run of letters can be an id.
+                piece.len() >= 20 && is_id_counted(piece, 0)
+            } else if d & (d - 1) != 0 || d == seg {
+                // Several digits, or only digits: an id unless a version (the rules of
+                // `is_id_counted`, which a single digit in a longer word needs in full).
+                !is_version(piece)
+            } else {
+                is_id_counted(piece, 1)
+            }
+        };
         if id {
             out.buf[n..n + 2].copy_from_slice(b"/*");
             n += 2;
