@@ -9,6 +9,9 @@
 #                   two clock reads per program run: keep it off for the rate ratios)
 #   LOCK=path       the bench lock, taken exclusively for each round (default
 #                   /work/targets/bench.lock; LOCK= to take none)
+#   PAIRED=1        an unmonitored run after every mode, not only at the round's ends: each
+#                   mode's ratio is then over the runs just before and after it (use with short
+#                   durations when the host's speed drifts within a round)
 #
 # nginx and the load are bench/ebpf/run.sh's (nginx.sh: 1 worker, a 612-byte file,
 # `wrk -t2 -c32 -d${duration}s` on 127.0.0.1). Each round, under the lock: one unmonitored
@@ -50,10 +53,8 @@ printf '%-5s %-8s %9s %7s %9s %9s %8s %6s %9s %s\n' round mode req_per_s ratio a
   watch_us_req rec_req lost kns_req check
 for r in $(seq 1 "$ROUNDS"); do
   [ -n "$LOCK" ] && { exec 9>>"$LOCK"; flock -x 9; }
-  set -- $(load); OFF1=$1
-  printf '%-5s %-8s %9s %7s %9s\n' "$r" off "$1" - "$2"
-  echo "$r off $1 - $2" >> "$DIR/runs.txt"
   : > "$DIR/round.txt"
+  set -- $(load); echo "off $1 $2" >> "$DIR/round.txt"
   # the modes, rotated by r-1
   set -- $MODES; n=$#; i=0
   ORDER=$(for m in $MODES; do echo "$(( (i - r + 1 + n * 100) % n )) $m"; i=$((i + 1)); done | sort -n | awk '{print $2}')
@@ -92,19 +93,39 @@ for r in $(seq 1 "$ROUNDS"); do
     WUS=$(awk -v c="$CPU" -v n="$LOGGED" 'BEGIN { printf "%.3f", c * 1e6 / n }')
     REC=$(awk -v e="$EV" -v n="$LOGGED" 'BEGIN { printf "%.2f", e / n }')
     echo "$m $RATE $APP $WUS $REC $LOST $KNS $CHECK" >> "$DIR/round.txt"
+    [ -n "${PAIRED:-}" ] && { set -- $(load); echo "off $1 $2" >> "$DIR/round.txt"; }
   done
-  set -- $(load); OFF2=$1
+  [ -z "${PAIRED:-}" ] && { set -- $(load); echo "off $1 $2" >> "$DIR/round.txt"; }
   [ -n "$LOCK" ] && flock -u 9
-  while read -r m RATE APP WUS REC LOST KNS CHECK; do
-    RATIO=$(awk -v a="$RATE" -v b="$OFF1" -v c="$OFF2" 'BEGIN { printf "%.3f", 2 * a / (b + c) }')
-    printf '%-5s %-8s %9s %7s %9s %9s %8s %6s %9s %s\n' "$r" "$m" "$RATE" "$RATIO" "$APP" "$WUS" "$REC" "$LOST" "$KNS" "$CHECK"
-    echo "$r $m $RATE $RATIO $APP $WUS $REC $LOST $KNS" >> "$DIR/runs.txt"
-  done < "$DIR/round.txt"
-  printf '%-5s %-8s %9s %7s %9s\n' "$r" off "$1" - "$2"
-  echo "$r off $1 - $2" >> "$DIR/runs.txt"
+  # each mode's ratio: over the mean of the unmonitored runs just before and after it
+  awk -v r="$ROUNDS" -v round="$r" '
+    { line[NR] = $0; m[NR] = $1; rate[NR] = $2 }
+    END {
+      for (i = 1; i <= NR; i++) {
+        if (m[i] == "off") { split(line[i], f, " "); printf "%s off %s - %s\n", round, f[2], f[3]; continue }
+        for (p = i - 1; m[p] != "off"; p--) ;
+        for (n = i + 1; m[n] != "off"; n++) ;
+        split(line[i], f, " ")
+        rest = ""
+        for (k = 3; k <= 7; k++) rest = rest " " f[k]
+        chk = ""
+        for (k = 8; k in f; k++) chk = chk " " f[k]
+        printf "%s %s %s %.3f%s |%s\n", round, f[1], f[2], 2 * f[2] / (rate[p] + rate[n]), rest, chk
+      }
+    }' "$DIR/round.txt" > "$DIR/round.out"
+  while IFS='|' read -r FIELDS CHECK; do
+    set -- $FIELDS
+    if [ "$2" = off ]; then
+      printf '%-5s %-8s %9s %7s %9s\n' "$1" off "$3" - "$5"
+      echo "$FIELDS" >> "$DIR/runs.txt"
+    else
+      printf '%-5s %-8s %9s %7s %9s %9s %8s %6s %9s%s\n' "$1" "$2" "$3" "$4" "$5" "$6" "$7" "$8" "$9" "$CHECK"
+      echo "$FIELDS" >> "$DIR/runs.txt"
+    fi
+  done < "$DIR/round.out"
 done
 echo
-echo "medians over $ROUNDS rounds (min-max): ratio = rate / mean of the round's two unmonitored rates"
+echo "medians over $ROUNDS rounds (min-max); ratio: rate over the mean of the unmonitored runs just before and after"
 printf '%-8s %22s %20s %16s %10s %10s %6s\n' mode ratio req_per_s app_us_req watch_us_req kns_req lost
 for m in off $MODES; do
   awk -v m="$m" '$2 == m' "$DIR/runs.txt" > "$DIR/m.txt"
