@@ -19,7 +19,7 @@ use httpscope_model::telemetry::{DropReason, MalformedReason, ReasonCounts};
 use httpscope_model::{Comm, Method, Side, Source, Transaction};
 use serde::{Deserialize, Serialize};
 
-use crate::route::{is_printable, Checked, Outcome, Quantizer, RouteBuf};
+use crate::route::{is_printable, Checked, Outcome, Quantizer, RouteBuf, SHORT_PATH};
 use crate::sketch::{bin_key, Sketch, MAX_BINS};
 
 /// How clients are kept apart in the key.
@@ -258,12 +258,72 @@ impl Hash for Peer {
 
 /// The key of the stats table: small, so the table's entries take few cache lines and hash
 /// in a few instructions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Key {
     peer: u32,
     route: u32,
     status: u16,
     method: Method,
+}
+
+/// Two wide writes instead of the derived four (each a multiply in the hasher). Equal keys
+/// hash equally: every field is in the hash.
+impl Hash for Key {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(u64::from(self.peer) | u64::from(self.route) << 32);
+        self.method.hash(h);
+        h.write_u16(self.status);
+    }
+}
+
+/// Entries of the peer and route caches (direct-mapped, indexed by a cheap hash, holding
+/// ids): most transactions' peer and route were seen recently, and a cache entry is checked
+/// with one comparison against the interned value, where the interning tables take a full
+/// hash, a probe and a comparison. A miss (or a collision, which an attacker can cause but
+/// not make worse than a miss) takes the tables. Since every hit is checked against the
+/// table of interned values, a stale id (after the tables are cleared) is only a miss.
+const CACHE: usize = 1024;
+
+/// An empty cache entry's id.
+const NO_ID: u32 = u32::MAX;
+
+/// A cheap hash of an address for the peer cache's index.
+#[inline]
+fn addr_bits(a: &Option<SocketAddr>) -> u64 {
+    match a {
+        None => 0,
+        Some(SocketAddr::V4(v)) => u64::from(v.ip().to_bits()) << 16 | u64::from(v.port()),
+        Some(SocketAddr::V6(v)) => {
+            let ip = v.ip().to_bits();
+            (ip as u64 ^ (ip >> 64) as u64) ^ u64::from(v.port())
+        }
+    }
+}
+
+impl Peer {
+    /// The peer cache's index.
+    #[inline]
+    fn cache_index(&self) -> usize {
+        let h = addr_bits(&self.server).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            ^ addr_bits(&self.client).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+            ^ u64::from(self.pid.unwrap_or(0)).wrapping_mul(0x1656_67b1_9e37_79f9);
+        (h >> 54) as usize % CACHE
+    }
+}
+
+/// A route of up to [`SHORT_PATH`] bytes, zero-padded, as words.
+type ShortRoute = [u64; SHORT_PATH / 8];
+
+/// The route cache's index of a zero-padded route ([`RouteBuf::short`]).
+#[inline]
+fn route_cache_index(r: &ShortRoute) -> usize {
+    let w = |i: usize| r[i];
+    let h = (w(0) ^ w(4)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (w(1) ^ w(5)).wrapping_mul(0xc2b2_ae3d_27d4_eb4f)
+        ^ (w(2) ^ w(6)).wrapping_mul(0x1656_67b1_9e37_79f9)
+        ^ (w(3) ^ w(7)).wrapping_mul(0x27d4_eb2f_1656_67c5);
+    (h >> 54) as usize % CACHE
 }
 
 /// An interned route, hashed as its bytes so that it can be looked up by the bytes the
@@ -523,9 +583,15 @@ pub struct StatKeeper {
     routes: Vec<Arc<str>>,
     peer_ids: HashMap<Peer, u32>,
     peers: Vec<Peer>,
-    /// The last peer seen and its id: the transactions of one connection usually come one
-    /// after another in a batch, so most lookups of the peer table are skipped.
-    last_peer: Option<(Peer, u32)>,
+    /// Ids of recently seen peers, by [`Peer::cache_index`] ([`NO_ID`] when empty); a hit is
+    /// checked against `peers`.
+    peer_cache: Box<[u32; CACHE]>,
+    /// Ids of recently seen routes, by [`route_cache_index`] ([`NO_ID`] when empty); a hit
+    /// is checked against `short_routes`.
+    route_cache: Box<[u32; CACHE]>,
+    /// Each route of `routes` zero-padded, or all `0xff` bytes (which no route matches) when
+    /// longer than [`SHORT_PATH`].
+    short_routes: Vec<ShortRoute>,
     stats: hashbrown::HashTable<Slot>,
     hasher: hashbrown::DefaultHashBuilder,
     /// What entries of `stats` moved out before a field of theirs would overflow.
@@ -572,7 +638,9 @@ impl StatKeeper {
             routes: Vec::new(),
             peer_ids: HashMap::new(),
             peers: Vec::new(),
-            last_peer: None,
+            peer_cache: Box::new([NO_ID; CACHE]),
+            route_cache: Box::new([NO_ID; CACHE]),
+            short_routes: Vec::new(),
             stats: hashbrown::HashTable::new(),
             hasher: hashbrown::DefaultHashBuilder::default(),
             spilled: HashMap::new(),
@@ -679,20 +747,17 @@ impl StatKeeper {
             self.counts.filtered += 1;
             return None;
         }
-        let route = match self.route_ids.get(&RouteBytes(self.route.as_bytes())) {
-            Some(&id) => id,
-            None => {
-                if self.routes.len() >= self.cfg.max_keys {
-                    // Every key needs a route, so this many routes means the key cap is hit.
-                    self.counts.dropped.inc(DropReason::KeyLimit);
-                    return None;
-                }
-                let id = self.routes.len() as u32;
-                let r: Arc<str> = self.route.as_str().into();
-                self.routes.push(r.clone());
-                self.route_ids.insert(RouteKey(r), id);
-                id
-            }
+        let short = self.route.short().map(|r| (route_cache_index(&r), r));
+        let hit = short.and_then(|(i, r)| {
+            let id = self.route_cache[i];
+            let c = self.short_routes.get(id as usize)?;
+            // No early exit: a few vector compares.
+            let diff = c.iter().zip(&r).fold(0, |d, (a, b)| d | (a ^ b));
+            (diff == 0).then_some(id)
+        });
+        let route = match hit {
+            Some(id) => id,
+            None => self.intern_route(short)?,
         };
         let client = match self.cfg.client_rollup {
             ClientRollup::Full => tx.client,
@@ -707,8 +772,9 @@ impl StatKeeper {
             client,
             comm: tx.comm,
         };
-        let peer = match self.last_peer {
-            Some((p, id)) if p == peer => id,
+        let at = peer.cache_index();
+        let peer = match self.peer_cache[at] {
+            id if self.peers.get(id as usize) == Some(&peer) => id,
             _ => {
                 let id = match self.peer_ids.get(&peer) {
                     Some(&id) => id,
@@ -724,7 +790,7 @@ impl StatKeeper {
                         id
                     }
                 };
-                self.last_peer = Some((peer, id));
+                self.peer_cache[at] = id;
                 id
             }
         };
@@ -744,6 +810,36 @@ impl StatKeeper {
             response_size: body_size_bucket(tx.response_bytes) as u8,
             time_unix_ns: tx.time_unix_ns,
         })
+    }
+
+    /// The route in [`StatKeeper::route`]'s id, interned if new (`None`: counted as dropped
+    /// at the cap); `short` is its route cache index and zero-padded bytes, to fill the cache
+    /// entry.
+    #[inline(never)]
+    fn intern_route(&mut self, short: Option<(usize, ShortRoute)>) -> Option<u32> {
+        let id = match self.route_ids.get(&RouteBytes(self.route.as_bytes())) {
+            Some(&id) => id,
+            None => {
+                if self.routes.len() >= self.cfg.max_keys {
+                    // Every key needs a route, so this many routes means the key cap is hit.
+                    self.counts.dropped.inc(DropReason::KeyLimit);
+                    return None;
+                }
+                let id = self.routes.len() as u32;
+                let r: Arc<str> = self.route.as_str().into();
+                self.routes.push(r.clone());
+                self.short_routes
+                    .push(self.route.short().unwrap_or([u64::MAX; SHORT_PATH / 8]));
+                self.route_ids.insert(RouteKey(r), id);
+                id
+            }
+        };
+        if let Some((i, r)) = short {
+            self.route_cache[i] = id;
+            // The route may have been interned from a path the short pass did not take.
+            self.short_routes[id as usize] = r;
+        }
+        Some(id)
     }
 
     /// Phase two: adds a prepared transaction to its key's stats (or counts it dropped at the
@@ -830,7 +926,12 @@ impl StatKeeper {
     /// Approximate heap bytes held by the keys and their values.
     pub fn heap_bytes(&self) -> usize {
         let slot = std::mem::size_of::<Slot>() + 1;
-        let routes: usize = self.routes.iter().map(|r| r.len() + 16 + 8 + 24).sum();
+        let routes: usize = self
+            .routes
+            .iter()
+            .map(|r| r.len() + 16 + 8 + 24 + std::mem::size_of::<ShortRoute>())
+            .sum::<usize>()
+            + 2 * std::mem::size_of::<[u32; CACHE]>();
         let peers = self.peers.capacity() * std::mem::size_of::<Peer>()
             + self.peer_ids.capacity() * (std::mem::size_of::<(Peer, u32)>() + 1);
         let spilled = self.spilled.capacity() * (std::mem::size_of::<(Key, EndpointStats)>() + 1)
@@ -887,11 +988,13 @@ impl StatKeeper {
         if self.routes.len() >= self.cfg.max_keys / 2 {
             self.routes.clear();
             self.route_ids.clear();
+            self.route_cache.fill(NO_ID);
+            self.short_routes.clear();
         }
         if self.peers.len() >= self.cfg.max_keys / 2 {
             self.peers.clear();
             self.peer_ids.clear();
-            self.last_peer = None;
+            self.peer_cache.fill(NO_ID);
         }
         (entries, std::mem::take(&mut self.counts))
     }
@@ -1223,6 +1326,72 @@ mod tests {
             5 + (1 << 63) + 1 + 1 + (1 << 40) + 1 + 7
         );
         assert_eq!(s.request_bytes, 50);
+    }
+
+    /// The peer and route caches against the naive model: many peers (IPv4 and IPv6, with
+    /// and without process, so that cache entries collide), short and long paths that
+    /// quantize to the same routes, over several intervals of a keeper whose interned routes
+    /// and peers are cleared now and then (half the key cap).
+    #[test]
+    fn caches_agree_with_the_naive_model_across_intervals() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let long = format!("/{}", "segment/".repeat(9));
+        let mut k = keeper(2_000);
+        let qz = Quantizer::heuristic();
+        for interval in 0..6 {
+            let mut txs = Vec::new();
+            for _ in 0..700 {
+                let r = next();
+                // Letters only (a name, not an id): routes that differ past 16 bytes.
+                let word: String = (0..3)
+                    .map(|i| char::from(b'a' + ((r >> (8 + 5 * i)) % 26) as u8))
+                    .collect();
+                let path = match r % 7 {
+                    6 => format!("/api/v1/accounts/settings/{word}"),
+                    0 => format!("/users/{}", r % 1000),
+                    1 => format!("/v{}/items/{}/x", r % 3, r % 77),
+                    2 => format!("{long}{}", r % 5),
+                    3 => format!("/users/{}{}", "9".repeat(70), r % 10),
+                    4 => format!("/r{}/a", (r >> 8) % (300 * (interval + 1))),
+                    _ => "/static/app.js?v=1".to_owned(),
+                };
+                let mut t = tx(Some(Method::Get), &path, Some(200), 0, 1 + r % 5_000);
+                let c = (r >> 16) % 400 + 400 * interval as u64;
+                t.client = Some(if c % 3 == 0 {
+                    SocketAddr::new(std::net::Ipv6Addr::from(c as u128 * 77).into(), 1)
+                } else {
+                    SocketAddr::new(std::net::Ipv4Addr::from(c as u32 * 13).into(), 9)
+                });
+                if c % 5 == 0 {
+                    t.pid = Some(c as u32);
+                    t.comm = Some(Comm::from_bytes(b"nginx"));
+                }
+                txs.push(t);
+            }
+            for b in txs.chunks(100) {
+                k.add_batch(b);
+            }
+            let (mut got, counts) = k.take();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(counts.aggregated, 700);
+            let got: Vec<_> = got
+                .into_iter()
+                .map(|(key, s)| (key, s.count, s.request_bytes, s.response_bytes))
+                .collect();
+            assert_eq!(
+                got,
+                naive_aggregate(&txs, &qz, ClientRollup::Ip),
+                "{interval}"
+            );
+        }
+        // The caches were emptied with the tables they point into.
+        assert!(k.routes.len() < 1_000 && k.peers.len() < 1_000);
     }
 
     #[test]

@@ -180,9 +180,11 @@ impl Quantizer {
     /// first.
     pub(crate) fn route_into(&self, path: &str, out: &mut RouteBuf) -> Outcome {
         out.len = 0;
+        out.padded = false;
         if self.is_plain() && path.starts_with('/') {
             if path.len() > SHORT_PATH || !route_short(path.as_bytes(), self.heuristic, out) {
                 out.len = 0;
+                out.padded = false;
                 self.segments(path.as_bytes(), true, out);
             }
             return Outcome::Route;
@@ -224,6 +226,7 @@ impl Quantizer {
     pub(crate) fn route_checked(&self, path: &str, out: &mut RouteBuf) -> Checked {
         if self.is_plain() && path.len() <= SHORT_PATH && path.starts_with('/') {
             out.len = 0;
+            out.padded = false;
             return if route_short(path.as_bytes(), self.heuristic, out) {
                 Checked::Route
             } else {
@@ -298,6 +301,8 @@ struct Masks {
     query: u32,
     /// ASCII digits.
     digit: u32,
+    /// What a version is made of: digits, '.', 'v' and 'V'.
+    version: u32,
 }
 
 /// The bytes of `lo` then `hi` (little-endian words) classified 16 at a time with SSE2, which
@@ -324,6 +329,16 @@ fn masks16(lo: u64, hi: u64) -> Masks {
             slash: _mm_movemask_epi8(eq(b'/')) as u32,
             query: _mm_movemask_epi8(_mm_or_si128(eq(b'?'), eq(b'#'))) as u32,
             digit: _mm_movemask_epi8(within(b'0', b'9')) as u32,
+            version: _mm_movemask_epi8(_mm_or_si128(
+                within(b'0', b'9'),
+                _mm_or_si128(
+                    eq(b'.'),
+                    _mm_cmpeq_epi8(
+                        _mm_or_si128(v, _mm_set1_epi8(0x20)),
+                        _mm_set1_epi8(b'v' as i8),
+                    ),
+                ),
+            )) as u32,
         }
     }
     // SAFETY: `sse2` needs SSE2, which this build's target has (the `cfg` above).
@@ -347,15 +362,17 @@ fn masks16_swar(lo: u64, hi: u64) -> Masks {
             gather(bytes_equal(w, b'/')),
             gather(bytes_equal(w, b'?') | bytes_equal(w, b'#')),
             gather(bytes_digit(w)),
+            gather(bytes_digit(w) | bytes_equal(w, b'.') | bytes_equal(w | splat(0x20), b'v')),
         )
     };
-    let (b0, s0, q0, d0) = eight(lo);
-    let (b1, s1, q1, d1) = eight(hi);
+    let (b0, s0, q0, d0, v0) = eight(lo);
+    let (b1, s1, q1, d1, v1) = eight(hi);
     Masks {
         bad: b0 | b1,
         slash: (s0 | s1 << 8) as u32,
         query: (q0 | q1 << 8) as u32,
         digit: (d0 | d1 << 8) as u32,
+        version: (v0 | v1 << 8) as u32,
     }
 }
 
@@ -398,7 +415,7 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
     // The path, then room for a 16-byte copy from any offset in it.
     let mut src = [0u8; SHORT_PATH + 16];
     let mut bad = false;
-    let (mut slash, mut query, mut digit) = (0u64, 0u64, 0u64);
+    let (mut slash, mut query, mut digit, mut version) = (0u64, 0u64, 0u64, 0u64);
     // Sixteen bytes at `at`.
     let mut scan = |at: usize, lo: u64, hi: u64| {
         src[at..at + 8].copy_from_slice(&lo.to_le_bytes());
@@ -408,6 +425,7 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
         slash |= u64::from(m.slash) << at;
         query |= u64::from(m.query) << at;
         digit |= u64::from(m.digit) << at;
+        version |= u64::from(m.version) << at;
     };
     if len >= 16 {
         let mut at = 0;
@@ -449,42 +467,56 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
         // unused).
         let seg = (u64::MAX >> (64 - end)) & (u64::MAX << (start & 63));
         let d = digit & seg;
-        let id = heuristic && start < end && {
-            let piece = &b[start..end];
-            if d == 0 {
-                // Without digits only a long run of letters can be an id.
-                piece.len() >= 20 && is_id_counted(piece, 0)
-            } else if d & (d - 1) != 0 || d == seg {
-                // Several digits, or only digits: an id unless a version (the rules of
-                // `is_id_counted`, which a single digit in a longer word needs in full).
-                !is_version(piece)
+        let n_seg = end - start;
+        // The rules of `is_id_counted` on the masks, without branches for the common
+        // segments: only digits, an id; several digits and a byte that no version has, an
+        // id; no digits and shorter than 20 bytes, a name. The others (a possible version,
+        // one digit in a word of 8 bytes or more, a long run of letters) take the rules in
+        // full.
+        let several = d & d.wrapping_sub(1) != 0;
+        let all = d == seg;
+        let maybe_version = version & seg == seg && !all;
+        let slow = (d != 0 && maybe_version)
+            || (d != 0 && !several && !all && n_seg >= 8)
+            || (d == 0 && n_seg >= 20);
+        let id = heuristic
+            && n_seg > 0
+            && if slow {
+                is_id_counted(
+                    &b[start..end],
+                    if several { 2 } else { 1 } * usize::from(d != 0),
+                )
             } else {
-                is_id_counted(piece, 1)
-            }
-        };
-        if id {
-            out.buf[n..n + 2].copy_from_slice(b"/*");
-            n += 2;
-        } else {
-            // The piece with the '/' before it; what lies past it is overwritten later or
-            // past `len`.
-            let from = start - 1;
-            let pn = end - from;
-            out.buf[n..n + 16].copy_from_slice(&src[from..from + 16]);
-            let mut i = 16;
-            while i < pn {
-                out.buf[n + i..n + i + 8].copy_from_slice(&src[from + i..from + i + 8]);
-                i += 8;
-            }
-            n += pn;
+                d != 0 && (several || all)
+            };
+        // The piece with the '/' before it (what lies past it is overwritten later or past
+        // `len`), then `/*` over it for an id.
+        let from = start - 1;
+        let pn = end - from;
+        out.buf[n..n + 16].copy_from_slice(&src[from..from + 16]);
+        let mut i = 16;
+        while i < pn {
+            out.buf[n + i..n + i + 8].copy_from_slice(&src[from + i..from + i + 8]);
+            i += 8;
         }
+        let head = if id {
+            *b"/*"
+        } else {
+            [src[from], src[from + 1]]
+        };
+        out.buf[n..n + 2].copy_from_slice(&head);
+        n += if id { 2 } else { pn };
         if ends == 0 {
             break;
         }
         ends &= ends - 1;
         start = end + 1;
     }
+    // Zero the rest of the first `SHORT_PATH` bytes (the copies above wrote at most 16
+    // bytes past a piece's source end, so nothing past `SHORT_PATH + 16`).
+    out.buf[n..n + SHORT_PATH].fill(0);
     out.len = n;
+    out.padded = true;
     true
 }
 
@@ -494,6 +526,8 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
 #[derive(Clone)]
 pub(crate) struct RouteBuf {
     len: usize,
+    /// Whether `buf` is zero from `len` to [`SHORT_PATH`] (set by [`route_short`]).
+    padded: bool,
     /// Room for the longest route, its `"/…"` mark, and an 8-byte copy past the end.
     buf: [u8; MAX_ROUTE_BYTES + 16],
 }
@@ -508,6 +542,7 @@ impl RouteBuf {
     pub(crate) fn new() -> Self {
         RouteBuf {
             len: 0,
+            padded: false,
             buf: [0; MAX_ROUTE_BYTES + 16],
         }
     }
@@ -517,6 +552,15 @@ impl RouteBuf {
     #[inline]
     pub(crate) fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
+    }
+
+    /// The route as [`SHORT_PATH`] bytes, zero-padded, when the short-path pass wrote it
+    /// (no longer then): a fixed-size value that the keeper's route cache compares and
+    /// hashes without a length-dependent loop.
+    #[inline]
+    pub(crate) fn short(&self) -> Option<[u64; SHORT_PATH / 8]> {
+        self.padded
+            .then(|| std::array::from_fn(|i| word(&self.buf, i * 8)))
     }
 
     pub(crate) fn as_str(&self) -> &str {
