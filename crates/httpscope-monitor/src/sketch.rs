@@ -49,24 +49,59 @@ fn lower_bounds() -> &'static [u64] {
     })
 }
 
-/// [`key_of`], the same bin for every value, without a logarithm call: the float's exponent
-/// and a quadratic in its mantissa give `log2` within 0.002 (a few hundredths of a bin), and
-/// the table of bin bounds settles the exact bin. `ln` and `ceil` (a libm call without SSE4.1)
-/// were about 6% of the StatKeeper's time.
+/// Sub-buckets per power of two in [`start_bins`]: `1/64` of an octave is narrower than a bin
+/// (`log2(1 + 1/64) = 0.022 < log2(γ) = 0.029`), so each holds at most one bin bound.
+const SUB_BITS: u32 = 6;
+
+/// The sub-bucket of `v >= 1`: its power of two and the next [`SUB_BITS`] bits below the top
+/// one (integer operations only).
+#[inline]
+fn sub_bucket(v: u64) -> usize {
+    let exp = 63 - v.leading_zeros();
+    // The top `SUB_BITS + 1` bits: `2^SUB_BITS..2^(SUB_BITS + 1)`.
+    let top = ((u128::from(v) << SUB_BITS) >> exp) as usize;
+    ((exp as usize) << SUB_BITS) + top - (1 << SUB_BITS)
+}
+
+/// The bin ([`key_of`]) of the least integer in each [`sub_bucket`] (0 for the sub-buckets
+/// of small powers of two that hold no integer), 8 KiB, computed once.
+fn start_bins() -> &'static [u16] {
+    static START: std::sync::OnceLock<Vec<u16>> = std::sync::OnceLock::new();
+    START.get_or_init(|| {
+        let mut t = vec![0u16; 64 << SUB_BITS];
+        for exp in 0..64u32 {
+            for sub in 0..1u64 << SUB_BITS {
+                // The least integer whose top bits are `1, sub`.
+                let v = if exp >= SUB_BITS {
+                    ((1 << SUB_BITS) | sub) << (exp - SUB_BITS)
+                } else {
+                    // Only sub-buckets holding an integer matter.
+                    let v = ((1 << SUB_BITS) | sub).div_ceil(1 << (SUB_BITS - exp));
+                    if sub_bucket(v) != ((exp as usize) << SUB_BITS) + sub as usize {
+                        continue;
+                    }
+                    v
+                };
+                t[sub_bucket(v)] = key_of(v) as u16;
+            }
+        }
+        t
+    })
+}
+
+/// [`key_of`], the same bin for every value, without a logarithm call: a table gives the bin
+/// of the least value of the value's sub-bucket (a 64th of its power of two, found with
+/// integer operations), and the table of bin bounds says whether the value is past the one
+/// bound that sub-bucket can hold. (`ln` and `ceil`, a libm call without SSE4.1, were about 6%
+/// of the StatKeeper's time; a quadratic estimate of `log2` from the float's bits then
+/// corrected both ways, ~65 instructions, came next.)
 #[inline]
 pub(crate) fn bin_key(ns: u64) -> i32 {
     let v = ns.max(1);
     let bounds = lower_bounds();
-    let bits = (v as f64).to_bits();
-    let exp = ((bits >> 52) as i64 - 1023) as f64;
-    let x = f64::from_bits((bits & ((1 << 52) - 1)) | (1023 << 52)) - 1.0;
-    let log2 = exp + x * (1.3466 - 0.3466 * x);
-    let last = bounds.len() - 1;
-    let mut k = ((log2 * std::f64::consts::LN_2 * inv_ln_gamma()) as usize + 1).min(last);
-    while k > 0 && v < bounds[k] {
-        k -= 1;
-    }
-    while k < last && v >= bounds[k + 1] {
+    let mut k = usize::from(start_bins()[sub_bucket(v)]);
+    // At most once (see `SUB_BITS`); a loop all the same, which the tests hold to `key_of`.
+    while k + 1 < bounds.len() && v >= bounds[k + 1] {
         k += 1;
     }
     k as i32
@@ -480,6 +515,17 @@ mod tests {
         }
         for v in [0, 1, 2, 3, u64::MAX, u64::MAX - 1, 1 << 53, (1 << 53) + 1] {
             assert_eq!(bin_key(v), key_of(v), "{v}");
+        }
+        // Every sub-bucket's first and last values, and their neighbours.
+        for exp in 0..64u32 {
+            for sub in 0..1u64 << SUB_BITS {
+                let first = ((1u128 << SUB_BITS | u128::from(sub)) << exp) >> SUB_BITS;
+                let last = (((1u128 << SUB_BITS | u128::from(sub)) + 1) << exp) >> SUB_BITS;
+                for v in [first, first + 1, last.saturating_sub(1), last] {
+                    let v = v.min(u128::from(u64::MAX)) as u64;
+                    assert_eq!(bin_key(v), key_of(v), "{v}");
+                }
+            }
         }
     }
 
