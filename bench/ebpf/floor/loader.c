@@ -10,7 +10,7 @@
  * records submitted / reserves that failed; cpu_s: this process's user+sys CPU seconds
  * from attach to stop.
  *
- * Usage: loader OBJ MODE PORT      MODE: empty | state | summary | copy | copydyn
+ * Usage: loader OBJ MODE PORT      MODE: empty | state | summary | copy | copydyn | read | ring
  *
  * Not libbpf's ring_buffer__poll: its consumer stores the consumer position after every
  * record (the kernel reads it at every reserve, so each record costs a cache-line transfer
@@ -91,12 +91,12 @@ static double cpu_now(void)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: loader OBJ empty|state|summary|copy|copydyn PORT\n");
+		fprintf(stderr, "usage: loader OBJ empty|state|summary|copy|copydyn|read|ring PORT\n");
 		return 2;
 	}
-	static const char *modes[] = { "empty", "state", "summary", "copy", "copydyn" };
+	static const char *modes[] = { "empty", "state", "summary", "copy", "copydyn", "read", "ring" };
 	int mode = -1;
-	for (int i = 0; i < 5; i++)
+	for (int i = 0; i < 7; i++)
 		if (!strcmp(argv[2], modes[i]))
 			mode = i;
 	if (mode < 0) {

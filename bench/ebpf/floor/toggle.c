@@ -18,7 +18,7 @@
  * Attaching and detaching happen between phases, outside the measured interval.
  *
  * Usage: toggle OBJ PORT ACCESS_LOG LINE_BYTES PHASE_MS CYCLES APP_PIDS MODE...
- *        APP_PIDS: comma-separated; MODE: empty | state | summary | copy | copydyn
+ *        APP_PIDS: comma-separated; MODE: empty | state | summary | copy | copydyn | read | ring
  */
 #include <errno.h>
 #include <signal.h>
@@ -63,7 +63,7 @@ struct inst {
 };
 
 static int ncpu;
-static const char *modes[] = { "empty", "state", "summary", "copy", "copydyn" };
+static const char *modes[] = { "empty", "state", "summary", "copy", "copydyn", "read", "ring" };
 
 static void drain(struct inst *in)
 {
@@ -217,7 +217,7 @@ int main(int argc, char **argv)
 	static struct inst ins[MAX_MODES];
 	for (int a = 8; a < argc && nin < MAX_MODES; a++) {
 		int mode = -1;
-		for (int i = 0; i < 5; i++)
+		for (int i = 0; i < 7; i++)
 			if (!strcmp(argv[a], modes[i]))
 				mode = i;
 		if (mode < 0) {
