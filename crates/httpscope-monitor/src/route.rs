@@ -453,6 +453,63 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
     let cut = (query.trailing_zeros() as usize).min(len);
     let in_path = low_bits(cut);
     digit &= in_path;
+    // Without a run of 20 bytes between '/'s (which a long word without digits may make an
+    // id), only the segments with digits can be ids: the rest of the path is copied as is, in
+    // 16-byte pieces, and only those segments are looked at.
+    let mut run = !slash & in_path & !1;
+    run &= run >> 1;
+    run &= run >> 2;
+    run &= run >> 4;
+    run &= run >> 8;
+    run &= run >> 4;
+    if run == 0 || !heuristic {
+        let mut n = 0;
+        // Source bytes `done..` are still to copy; the output is `n` bytes.
+        let mut done = 0;
+        let copy = |n: usize, from: usize, to: usize, buf: &mut [u8]| {
+            let mut i = 0;
+            while from + i < to {
+                buf[n + i..n + i + 16].copy_from_slice(&src[from + i..from + i + 16]);
+                i += 16;
+            }
+        };
+        let mut left = if heuristic { digit } else { 0 };
+        while left != 0 {
+            let p = left.trailing_zeros() as usize;
+            // The segment around the digit at `p`.
+            let start = 64 - (slash & low_bits(p)).leading_zeros() as usize;
+            let after = slash & !low_bits(p) & in_path;
+            let end = if after == 0 {
+                cut
+            } else {
+                after.trailing_zeros() as usize
+            };
+            let seg = low_bits(end) & !low_bits(start);
+            let d = digit & seg;
+            left &= !seg;
+            let several = d & d.wrapping_sub(1) != 0;
+            let all = d == seg;
+            let maybe_version = version & seg == seg && !all;
+            let id = if maybe_version || (!several && !all && end - start >= 8) {
+                is_id_counted(&b[start..end], if several { 2 } else { 1 })
+            } else {
+                several || all
+            };
+            if id {
+                copy(n, done, start, &mut out.buf);
+                n += start - done;
+                out.buf[n] = b'*';
+                n += 1;
+                done = end;
+            }
+        }
+        copy(n, done, cut, &mut out.buf);
+        n += cut - done;
+        out.buf[n..n + SHORT_PATH].fill(0);
+        out.len = n;
+        out.padded = true;
+        return true;
+    }
     // Segment ends: the '/'s after the first byte, then the cut.
     let mut ends = slash & in_path & !1;
     let mut start = 1;
@@ -1161,6 +1218,28 @@ mod tests {
             } else {
                 proptest::prop_assert_eq!(got, Checked::NonPrintable);
             }
+        }
+    }
+
+    #[test]
+    fn no_heuristic_keeps_the_path_short_or_long() {
+        let qz = Quantizer::new(&RouteConfig {
+            no_heuristic: true,
+            ..RouteConfig::default()
+        })
+        .unwrap();
+        let long = format!("/users/42/{}", "x".repeat(80));
+        for (path, want) in [
+            ("/users/42?x=1", "/users/42"),
+            (
+                "/a/3f2b8c1e-9d4a-4b6e-8f0a-1c2d3e4f5a6b#f",
+                "/a/3f2b8c1e-9d4a-4b6e-8f0a-1c2d3e4f5a6b",
+            ),
+            (long.as_str(), long.as_str()),
+        ] {
+            let mut out = String::new();
+            qz.route(path, &mut out);
+            assert_eq!(out, want);
         }
     }
 
