@@ -1362,13 +1362,13 @@ mod tests {
                     _ => "/static/app.js?v=1".to_owned(),
                 };
                 let mut t = tx(Some(Method::Get), &path, Some(200), 0, 1 + r % 5_000);
-                let c = (r >> 16) % 400 + 400 * interval as u64;
-                t.client = Some(if c % 3 == 0 {
+                let c = (r >> 16) % 400 + 400 * interval;
+                t.client = Some(if c.is_multiple_of(3) {
                     SocketAddr::new(std::net::Ipv6Addr::from(c as u128 * 77).into(), 1)
                 } else {
                     SocketAddr::new(std::net::Ipv4Addr::from(c as u32 * 13).into(), 9)
                 });
-                if c % 5 == 0 {
+                if c.is_multiple_of(5) {
                     t.pid = Some(c as u32);
                     t.comm = Some(Comm::from_bytes(b"nginx"));
                 }
