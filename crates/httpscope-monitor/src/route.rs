@@ -7,7 +7,7 @@
 //! 3. user route patterns (`/users/{id}/orders`) win: the route is the pattern itself;
 //! 4. `replace` rules (regex, replacement) rewrite the path;
 //! 5. the heuristic turns id-like segments into `*`: all digits, UUIDs, hex ids, tokens with
-//!    several digits, long random tokens. Version segments (`v2`, `v1.1`, `2.0`) and words
+//!    several digits, long random tokens. Version segments (`v2`, `v1.1`, `2.0`, `v1beta1`) and words
 //!    with a single digit (`oauth2`, `s3`) stay, and so do RPC-style names (`hello.world`).
 
 use regex::Regex;
@@ -489,7 +489,8 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
             left &= !seg;
             let several = d & d.wrapping_sub(1) != 0;
             let all = d == seg;
-            let maybe_version = version & seg == seg && !all;
+            // A version's bytes only, or `v` + digits (a pre-release `v1beta1`).
+            let maybe_version = (version & seg == seg && !all) || b[start] | 0x20 == b'v';
             let id = if maybe_version || (!several && !all && end - start >= 8) {
                 is_id_counted(&b[start..end], if several { 2 } else { 1 })
             } else {
@@ -532,7 +533,8 @@ fn route_short(b: &[u8], heuristic: bool, out: &mut RouteBuf) -> bool {
         // full.
         let several = d & d.wrapping_sub(1) != 0;
         let all = d == seg;
-        let maybe_version = version & seg == seg && !all;
+        // A version's bytes only, or `v` + digits (a pre-release `v1beta1`).
+        let maybe_version = (version & seg == seg && !all) || (d != 0 && b[start] | 0x20 == b'v');
         let slow = (d != 0 && maybe_version)
             || (d != 0 && !several && !all && n_seg >= 8)
             || (d == 0 && n_seg >= 20);
@@ -789,7 +791,8 @@ fn strip_target(path: &str) -> &str {
     }
 }
 
-/// `v2`, `V10`, `v1.2`, `2.0`, `1.2.3`: at most three numeric parts of at most four digits.
+/// `v2`, `V10`, `v1.2`, `2.0`, `1.2.3`: at most three numeric parts of at most four digits;
+/// and Kubernetes-style pre-release API versions, `v1beta1`, `v2alpha1`, `v1rc2`, `v3beta`.
 fn is_version(b: &[u8]) -> bool {
     let (rest, prefixed) = match b.first() {
         Some(b'v' | b'V') => (&b[1..], true),
@@ -797,6 +800,20 @@ fn is_version(b: &[u8]) -> bool {
     };
     if rest.is_empty() {
         return false;
+    }
+    if prefixed {
+        // `v` + 1-4 digits + `alpha` / `beta` / `rc` (any case) + at most 4 digits.
+        let major = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+        let tail = &rest[major..];
+        let word = tail.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        if (1..=4).contains(&major) && word > 0 {
+            let (stage, num) = tail.split_at(word);
+            return [&b"alpha"[..], b"beta", b"rc"]
+                .iter()
+                .any(|w| stage.eq_ignore_ascii_case(w))
+                && num.len() <= 4
+                && num.iter().all(u8::is_ascii_digit);
+        }
     }
     let mut parts = 0;
     for part in rest.split(|&c| c == b'.') {
@@ -886,7 +903,8 @@ fn is_id_counted(b: &[u8], digits: usize) -> bool {
         return b.len() >= 20 && classes(b) & LETTERS != 0 && is_random_letters(b);
     }
     let all = classes(b);
-    if all & VERSION != 0 && is_version(b) {
+    // Every byte a version's, or `v` first (a pre-release version such as `v1beta1`).
+    if (all & VERSION != 0 || b[0] | 0x20 == b'v') && is_version(b) {
         return false;
     }
     if digits == b.len()
@@ -957,6 +975,22 @@ mod tests {
             ("/users/42", "/users/*"),
             ("/users/42/orders/7", "/users/*/orders/*"),
             ("/api/v2/users/1234", "/api/v2/users/*"),
+            // Kubernetes API groups keep their pre-release versions.
+            (
+                "/apis/batch/v1beta1/namespaces/default/jobs",
+                "/apis/batch/v1beta1/namespaces/default/jobs",
+            ),
+            (
+                "/apis/autoscaling/v2alpha1/horizontalpodautoscalers",
+                "/apis/autoscaling/v2alpha1/horizontalpodautoscalers",
+            ),
+            ("/api/V1RC2/items/77", "/api/V1RC2/items/*"),
+            (
+                "/apis/apps/v1beta1x/deployments",
+                "/apis/apps/*/deployments",
+            ),
+            ("/v12beta34/x", "/v12beta34/x"),
+            ("/v1gamma1/x", "/*/x"),
             ("/api/v1.1/items", "/api/v1.1/items"),
             ("/api/2.0/items", "/api/2.0/items"),
             ("/api/hello.world", "/api/hello.world"),
@@ -1273,6 +1307,11 @@ mod tests {
             "3f2b8c1e99d4a-4b6e-8f0a-1c2d3e4f5a6b",
             "v1.2.3",
             "v1.2.3.4",
+            "v1beta1",
+            "v2alpha1",
+            "v1rc",
+            "v1beta12345",
+            "vbeta1",
             "V10",
             "12345",
             "1.2",
