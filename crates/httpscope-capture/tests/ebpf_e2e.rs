@@ -109,7 +109,8 @@ impl Capture {
         }
     }
 
-    fn finish(mut self) -> (Vec<Transaction>, EbpfReport) {
+    /// Stops the capture, waits for its report and collects the last batches.
+    fn stop_capture(&mut self) -> EbpfReport {
         self.stop.store(true, Ordering::SeqCst);
         let report = self
             .handle
@@ -119,6 +120,11 @@ impl Capture {
             .unwrap()
             .expect("capture failed");
         self.pump(Duration::from_millis(10));
+        report
+    }
+
+    fn finish(mut self) -> (Vec<Transaction>, EbpfReport) {
+        let report = self.stop_capture();
         assert_eq!(
             self.rx.drops().batches.get(),
             0,
@@ -561,15 +567,7 @@ fn full_ring_buffer_losses_are_counted_and_reported() {
     }
     std::thread::sleep(Duration::from_millis(300));
     cap.pump(Duration::from_millis(200));
-    cap.stop.store(true, Ordering::SeqCst);
-    let report = cap
-        .handle
-        .take()
-        .unwrap()
-        .join()
-        .unwrap()
-        .expect("capture failed");
-    cap.pump(Duration::from_millis(10));
+    let report = cap.stop_capture();
     assert!(
         report.kernel.ringbuf_lost > 0,
         "a one-page ring overflowed: {report:?}"
@@ -631,17 +629,9 @@ fn stopping_under_load_reads_every_event_the_kernel_wrote() {
         done
     });
     std::thread::sleep(Duration::from_millis(500));
-    cap.stop.store(true, Ordering::SeqCst);
-    let report = cap
-        .handle
-        .take()
-        .unwrap()
-        .join()
-        .unwrap()
-        .expect("capture failed");
+    let report = cap.stop_capture();
     load_stop.store(true, Ordering::Relaxed);
     let requests = load.join().unwrap();
-    cap.pump(Duration::from_millis(10));
     assert!(
         report.kernel.events > 100,
         "traffic was captured ({requests} requests): {report:?}"
