@@ -15,7 +15,7 @@ PORT=0
 while [ $# -gt 0 ]; do
   case $1 in --port) PORT=$2; shift 2 ;; *) shift ;; esac
 done
-if [ ! -x "$B/loader" ] || [ "$HERE/loader.c" -nt "$B/loader" ]; then
+if [ ! -x "$B/loader" ] || [ "$HERE/loader.c" -nt "$B/loader" ] || [ "$HERE/floor.h" -nt "$B/loader" ]; then
   gcc -O2 -Wall -o "$B/loader" "$HERE/loader.c" -lbpf
 fi
 if [ ! -f "$B/floor.bpf.o" ] || [ "$HERE/floor.bpf.c" -nt "$B/floor.bpf.o" ]; then

@@ -22,30 +22,11 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-#include <bpf/libbpf.h>
-#include <bpf/bpf.h>
-#include <sys/mman.h>
+
+#include "floor.h"
 
 #define MAX_MODES 8
 #define MAX_CHUNKS 20000
-#define RING_BYTES (4 << 20)
-#define MAX_CPUS 64
-
-struct cfg {
-	__u32 mode;
-	__u32 self_tgid;
-	__u16 port;
-	__u16 _pad[3];
-};
-
-static const char *modes[] = { "empty", "state", "summary", "copy", "copydyn", "read", "ring" };
-
-static double now_ns(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec * 1e9 + t.tv_nsec;
-}
 
 static int cmp(const void *a, const void *b)
 {
@@ -74,55 +55,19 @@ int main(int argc, char **argv)
 	int port = ntohs(a.sin_port);
 
 	int nin = 0;
-	struct bpf_program *progs[MAX_MODES][2];
-	static unsigned long *cons[MAX_MODES][MAX_CPUS];
-	static const unsigned long *prod[MAX_MODES][MAX_CPUS];
+	static struct floor fl[MAX_MODES];
 	int ncpu = libbpf_num_possible_cpus();
-	long page = sysconf(_SC_PAGESIZE);
 	if (ncpu <= 0 || ncpu > MAX_CPUS)
 		return 1;
 	const char *names[MAX_MODES];
-	int stats_fd[MAX_MODES];
 	for (int i = 4; i < argc && nin < MAX_MODES; i++) {
-		int mode = -1;
-		for (int k = 0; k < 7; k++)
-			if (!strcmp(argv[i], modes[k]))
-				mode = k;
+		int mode = floor_mode(argv[i]);
 		if (mode < 0)
 			return 2;
-		struct bpf_object *obj = bpf_object__open_file(argv[1], NULL);
-		if (!obj || libbpf_get_error(obj))
+		/* self_tgid 0: this process is the traffic */
+		if (floor_load(&fl[nin], argv[1], mode, 0, port, ncpu))
 			return 1;
-		struct bpf_map *rod = bpf_object__find_map_by_name(obj, ".rodata");
-		struct bpf_map *rings = bpf_object__find_map_by_name(obj, "FL_RINGS");
-		size_t sz = 0;
-		const void *init = rod ? bpf_map__initial_value(rod, &sz) : NULL;
-		if (!rings || !init || sz < sizeof(struct cfg))
-			return 1;
-		unsigned char *ro = malloc(sz);
-		memcpy(ro, init, sz);
-		struct cfg *cf = (struct cfg *)ro;
-		cf->mode = mode;
-		cf->self_tgid = 0; /* this process is the traffic */
-		cf->port = port;
-		if (bpf_map__set_initial_value(rod, ro, sz) || bpf_map__set_max_entries(rings, ncpu) ||
-		    bpf_object__load(obj)) {
-			fprintf(stderr, "load failed (%s)\n", argv[i]);
-			return 1;
-		}
-		for (int k = 0; k < ncpu; k++) {
-			int fd = bpf_map_create(BPF_MAP_TYPE_RINGBUF, "fl_ring", 0, 0, RING_BYTES, NULL);
-			if (fd < 0 || bpf_map_update_elem(bpf_map__fd(rings), &k, &fd, 0))
-				return 1;
-			cons[nin][k] = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-			prod[nin][k] = mmap(NULL, page, PROT_READ, MAP_SHARED, fd, page);
-			if (cons[nin][k] == MAP_FAILED || prod[nin][k] == MAP_FAILED)
-				return 1;
-		}
-		stats_fd[nin] = bpf_map__fd(bpf_object__find_map_by_name(obj, "FL_STATS"));
-		progs[nin][0] = bpf_object__find_program_by_name(obj, "hs_floor_send");
-		progs[nin][1] = bpf_object__find_program_by_name(obj, "hs_floor_recv");
-		names[nin++] = modes[mode];
+		names[nin++] = floor_modes[mode];
 	}
 	char buf[16] = "GET / HTTP/1.1\r";
 	static double t[MAX_CHUNKS];
@@ -137,15 +82,15 @@ int main(int argc, char **argv)
 			struct bpf_link *ln[2] = { 0, 0 };
 			if (m >= 0)
 				for (int p = 0; p < 2; p++)
-					ln[p] = bpf_program__attach(progs[m][p]);
-			double t0 = now_ns();
+					ln[p] = bpf_program__attach(fl[m].prog[p]);
+			double t0 = floor_now_ns();
 			for (int i = 0; i < iters; i++) {
 				char r[16];
 				if (send(c, buf, 16, 0) != 16 || recv(s, r, 16, MSG_WAITALL) != 16 ||
 				    send(s, buf, 16, 0) != 16 || recv(c, r, 16, MSG_WAITALL) != 16)
 					return 1;
 			}
-			t[n] = (now_ns() - t0) / iters;
+			t[n] = (floor_now_ns() - t0) / iters;
 			who[n] = m;
 			printf("chunk %d %s %.1f\n", cyc + 1, m >= 0 ? names[m] : "off", t[n]);
 			n++;
@@ -154,7 +99,8 @@ int main(int argc, char **argv)
 					bpf_link__destroy(ln[p]);
 			if (m >= 0) /* empty the rings: every record is committed once detached */
 				for (int k = 0; k < ncpu; k++)
-					__atomic_store_n(cons[m][k], __atomic_load_n(prod[m][k], __ATOMIC_ACQUIRE),
+					__atomic_store_n(fl[m].r[k].consumer,
+							 __atomic_load_n(fl[m].r[k].producer, __ATOMIC_ACQUIRE),
 							 __ATOMIC_RELEASE);
 		}
 	printf("\nns per event over no programs, (chunk - mean of the off chunks around it) / 4:\n");
@@ -168,11 +114,8 @@ int main(int argc, char **argv)
 				sum += d[nd++];
 			}
 		qsort(d, nd, sizeof(double), cmp);
-		unsigned long long v[MAX_CPUS], tot[2] = { 0, 0 };
-		for (__u32 key = 0; key < 2; key++)
-			if (!bpf_map_lookup_elem(stats_fd[m], &key, v))
-				for (int k = 0; k < ncpu; k++)
-					tot[key] += v[k];
+		unsigned long long tot[2];
+		floor_stats(&fl[m], ncpu, tot);
 		if (nd)
 			printf("%-8s pairs %d median %.1f mean %.1f (q1 %.1f q3 %.1f) kernel_written %llu kernel_lost %llu\n",
 			       names[m], nd, nd % 2 ? d[nd / 2] : (d[nd / 2 - 1] + d[nd / 2]) / 2, sum / nd,
