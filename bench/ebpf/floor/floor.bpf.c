@@ -220,6 +220,40 @@ static __always_inline void *ring(void)
 	return bpf_map_lookup_elem(&FL_RINGS, &cpu);
 }
 
+/* One summary record (the `ring` and `summary` modes): `head` is the message's first 16
+ * bytes, or NULL for none. Always returns 0 (the programs' return value). */
+static __always_inline int summary_record(struct sock *sk, __u64 pid_tgid, int ret, __u8 dir,
+					  __u8 sys, const __u8 *head)
+{
+	void *rb = ring();
+	if (!rb)
+		return 0;
+	struct summary *r = bpf_ringbuf_reserve(rb, sizeof(*r), 0);
+	if (!r) {
+		count(0);
+		return 0;
+	}
+	r->ts_ns = bpf_ktime_get_ns();
+	r->cookie = bpf_get_socket_cookie(sk);
+	r->tgid = pid_tgid >> 32;
+	r->tid = (__u32)pid_tgid;
+	r->len = ret;
+	r->direction = dir;
+	r->syscall = sys;
+	r->lport = sk->__sk_common.skc_num;
+	r->rport = bpf_ntohs(sk->__sk_common.skc_dport);
+	r->_pad = 0;
+	r->_pad2 = 0;
+	if (head)
+		__builtin_memcpy(r->head, head, 16);
+	else
+		__builtin_memset(r->head, 0, 16);
+	r->_pad3 = 0;
+	bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+	count(1);
+	return 0;
+}
+
 static __always_inline void fill_header(struct http_event *ev, struct sock *sk, __u64 pid_tgid,
 					int ret, __u8 dir, __u8 sys)
 {
@@ -286,30 +320,7 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 		return 0;
 
 	if (CFG.mode == MODE_RING) {
-		void *rb = ring();
-		if (!rb)
-			return 0;
-		struct summary *r = bpf_ringbuf_reserve(rb, sizeof(*r), 0);
-		if (!r) {
-			count(0);
-			return 0;
-		}
-		r->ts_ns = bpf_ktime_get_ns();
-		r->cookie = bpf_get_socket_cookie(sk);
-		r->tgid = pid_tgid >> 32;
-		r->tid = (__u32)pid_tgid;
-		r->len = ret;
-		r->direction = dir;
-		r->syscall = sys;
-		r->lport = sk->__sk_common.skc_num;
-		r->rport = bpf_ntohs(sk->__sk_common.skc_dport);
-		r->_pad = 0;
-		r->_pad2 = 0;
-		__builtin_memset(r->head, 0, 16);
-		r->_pad3 = 0;
-		bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
-		count(1);
-		return 0;
+		return summary_record(sk, pid_tgid, ret, dir, sys, NULL);
 	}
 
 	if (have == -1)
@@ -331,30 +342,7 @@ static __always_inline int on_data(struct sock *sk, int ret, int flags, __u8 dir
 			count(1);
 			return 0;
 		}
-		void *rb = ring();
-		if (!rb)
-			return 0;
-		struct summary *r = bpf_ringbuf_reserve(rb, sizeof(*r), 0);
-		if (!r) {
-			count(0);
-			return 0;
-		}
-		r->ts_ns = bpf_ktime_get_ns();
-		r->cookie = bpf_get_socket_cookie(sk);
-		r->tgid = pid_tgid >> 32;
-		r->tid = (__u32)pid_tgid;
-		r->len = ret;
-		r->direction = dir;
-		r->syscall = sys;
-		r->lport = sk->__sk_common.skc_num;
-		r->rport = bpf_ntohs(sk->__sk_common.skc_dport);
-		r->_pad = 0;
-		r->_pad2 = 0;
-		__builtin_memcpy(r->head, head, 16);
-		r->_pad3 = 0;
-		bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
-		count(1);
-		return 0;
+		return summary_record(sk, pid_tgid, ret, dir, sys, head);
 	}
 
 	/* copy / copydyn: every event of an HTTP socket */
