@@ -559,6 +559,23 @@ impl Slot {
 /// Transactions [`StatKeeper::add_batch`] prepares before it updates their stats.
 const CHUNK: usize = 32;
 
+/// How many transactions ahead phase one asks for a transaction's cache lines.
+const PREFETCH: usize = 8;
+
+/// A hint to bring `p`'s cache line in; no effect on results (a prefetch never faults).
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse"))]
+    // SAFETY: `_mm_prefetch` only hints the cache; it reads nothing the program sees and
+    // does not fault on any address. SSE is part of the x86_64 baseline (checked by cfg).
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse")))]
+    let _ = p;
+}
+
 /// A transaction that phase one of [`StatKeeper::add_batch`] found fit to aggregate.
 #[derive(Clone, Copy, Debug)]
 struct Pending {
@@ -669,9 +686,20 @@ impl StatKeeper {
     /// two: short independent updates, so the CPU overlaps their misses).
     pub fn add_batch(&mut self, txs: &[Transaction]) {
         let mut pending = std::mem::take(&mut self.pending);
-        for chunk in txs.chunks(CHUNK) {
+        for (c, chunk) in txs.chunks(CHUNK).enumerate() {
             pending.clear();
-            pending.extend(chunk.iter().filter_map(|tx| self.prepare(tx)));
+            let ahead = &txs[(c * CHUNK + PREFETCH).min(txs.len())..];
+            for (i, tx) in chunk.iter().enumerate() {
+                if let Some(next) = ahead.get(i) {
+                    let p = (next as *const Transaction).cast::<u8>();
+                    prefetch(p);
+                    prefetch(p.wrapping_add(64));
+                    prefetch(p.wrapping_add(128));
+                }
+                if let Some(p) = self.prepare(tx) {
+                    pending.push(p);
+                }
+            }
             self.commit_chunk(&pending);
         }
         self.pending = pending;
