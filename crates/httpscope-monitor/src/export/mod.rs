@@ -220,6 +220,47 @@ pub fn fmt_addr(a: Option<SocketAddr>) -> String {
     a.map_or_else(|| "-".to_owned(), |a| a.to_string())
 }
 
+/// Four transactions of `GET /a` -> 200 on 127.0.0.1:80, 1 ms each, whose keys differ only
+/// in what the exported labels leave out (client address, pid, a server side known or not);
+/// transaction `i` has `100 * i` request and response body bytes. The exporters must write
+/// them as one series / data point.
+#[cfg(test)]
+pub(crate) fn entries_differing_outside_labels() -> Vec<(crate::EndpointKey, crate::EndpointStats)>
+{
+    use httpscope_model::{Method, Side, Transaction};
+    let mut k = crate::StatKeeper::new(
+        crate::KeeperConfig::default(),
+        crate::route::Quantizer::heuristic(),
+    );
+    for (i, (client, pid, side)) in [
+        ("10.0.0.1:5000", Some(10), Some(Side::Server)),
+        ("10.0.0.2:5000", Some(10), Some(Side::Server)),
+        ("10.0.0.1:5000", Some(11), Some(Side::Server)),
+        ("10.0.0.1:5000", None, None),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        k.add(&Transaction {
+            method: Some(Method::Get),
+            path: "/a".into(),
+            status: Some(200),
+            start_ns: 0,
+            end_ns: 1_000_000,
+            request_bytes: 100 * i as u64,
+            response_bytes: 100 * i as u64,
+            client: Some(client.parse().unwrap()),
+            server: Some("127.0.0.1:80".parse().unwrap()),
+            pid,
+            side,
+            ..Transaction::default()
+        });
+    }
+    let (entries, _) = k.take();
+    assert_eq!(entries.len(), 4);
+    entries
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -415,39 +415,12 @@ impl Exporter for OtlpExporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keeper::{KeeperConfig, StatKeeper};
-    use crate::route::Quantizer;
-    use httpscope_model::{Method, Transaction};
 
     /// Keys that differ only in what the attributes leave out (client address, process, a
     /// server side known or not) are one data point, not several with equal attributes.
     #[test]
     fn entries_with_equal_attributes_are_one_point() {
-        let mut k = StatKeeper::new(KeeperConfig::default(), Quantizer::heuristic());
-        for (i, (client, pid, side)) in [
-            ("10.0.0.1:5000", Some(10), Some(Side::Server)),
-            ("10.0.0.2:5000", Some(10), Some(Side::Server)),
-            ("10.0.0.1:5000", Some(11), None),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            k.add(&Transaction {
-                method: Some(Method::Get),
-                path: "/a".into(),
-                status: Some(200),
-                start_ns: 0,
-                end_ns: 1_000_000,
-                response_bytes: 100 * i as u64,
-                client: Some(client.parse().unwrap()),
-                server: Some("127.0.0.1:80".parse().unwrap()),
-                pid,
-                side,
-                ..Transaction::default()
-            });
-        }
-        let (entries, _) = k.take();
-        assert_eq!(entries.len(), 3);
+        let entries = super::super::entries_differing_outside_labels();
         let req = request(
             &Snapshot {
                 entries,
@@ -458,8 +431,8 @@ mod tests {
         );
         let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
         for (name, sum) in [
-            ("http.server.request.duration", 0.003),
-            ("http.server.response.body.size", 300.0),
+            ("http.server.request.duration", 0.004),
+            ("http.server.response.body.size", 600.0),
         ] {
             let m = metrics.iter().find(|m| m.name == name).unwrap();
             let Some(metric::Data::Histogram(h)) = &m.data else {
@@ -467,8 +440,8 @@ mod tests {
             };
             assert_eq!(h.data_points.len(), 1, "{name}");
             let p = &h.data_points[0];
-            assert_eq!(p.count, 3, "{name}");
-            assert_eq!(p.bucket_counts.iter().sum::<u64>(), 3, "{name}");
+            assert_eq!(p.count, 4, "{name}");
+            assert_eq!(p.bucket_counts.iter().sum::<u64>(), 4, "{name}");
             assert!((p.sum.unwrap() - sum).abs() < 1e-9, "{name}");
         }
     }

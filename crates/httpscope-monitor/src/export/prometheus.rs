@@ -415,7 +415,7 @@ mod tests {
     use super::*;
     use crate::keeper::{KeeperConfig, StatKeeper};
     use crate::route::Quantizer;
-    use httpscope_model::{Method, Side, Transaction};
+    use httpscope_model::{Method, Transaction};
 
     #[test]
     fn exposition_has_histograms_and_escapes_labels() {
@@ -475,32 +475,7 @@ mod tests {
     /// sample and drop the other as a duplicate.
     #[test]
     fn entries_with_equal_labels_are_one_series() {
-        let mut k = StatKeeper::new(KeeperConfig::default(), Quantizer::heuristic());
-        for (i, (client, pid, side)) in [
-            ("10.0.0.1:5000", Some(10), Some(Side::Server)),
-            ("10.0.0.2:5000", Some(10), Some(Side::Server)),
-            ("10.0.0.1:5000", Some(11), Some(Side::Server)),
-            ("10.0.0.1:5000", None, None),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            k.add(&Transaction {
-                method: Some(Method::Get),
-                path: "/a".into(),
-                status: Some(200),
-                start_ns: 0,
-                end_ns: 1_000_000,
-                request_bytes: 100 * i as u64,
-                client: Some(client.parse().unwrap()),
-                server: Some("127.0.0.1:80".parse().unwrap()),
-                pid,
-                side,
-                ..Transaction::default()
-            });
-        }
-        let (entries, _) = k.take();
-        assert_eq!(entries.len(), 4);
+        let entries = super::super::entries_differing_outside_labels();
         let text = render(&Snapshot {
             entries,
             ..Snapshot::default()
