@@ -437,41 +437,22 @@ mod tests {
         );
         let (mut out, mut st) = (Output::default(), SourceStats::default());
         let (cli, srv1, srv2) = ("127.0.0.1:40000", "127.0.0.1:81", "127.0.0.1:82");
-        // A client socket: request to server 1, its response, then the socket closes.
-        feed(
-            &mut s,
-            &record(1, 10, cli, srv1, 0, REQ, REQ.len() as u32),
-            &mut out,
-            &mut st,
+        let (ok, missing) = (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
         );
-        let resp = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        feed(
-            &mut s,
-            &short(&record(1, 20, cli, srv1, 1, resp, resp.len() as u32)),
-            &mut out,
-            &mut st,
-        );
-        feed(
-            &mut s,
-            &record(1, 30, cli, srv1, 0, b"", 0),
-            &mut out,
-            &mut st,
-        );
-        // The same socket (same cookie) connects to server 2: the kernel starts it over,
-        // its first event full and flagged from the start, the next ones short.
-        feed(
-            &mut s,
-            &record(1, 50, cli, srv2, 0, REQ, REQ.len() as u32),
-            &mut out,
-            &mut st,
-        );
-        let resp = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
-        feed(
-            &mut s,
-            &short(&record(1, 60, cli, srv2, 1, resp, resp.len() as u32)),
-            &mut out,
-            &mut st,
-        );
+        for rec in [
+            // A client socket: request to server 1, its response, then the socket closes.
+            record(1, 10, cli, srv1, 0, REQ, REQ.len() as u32),
+            short(&record(1, 20, cli, srv1, 1, ok, ok.len() as u32)),
+            record(1, 30, cli, srv1, 0, b"", 0),
+            // The same socket (same cookie) connects to server 2: the kernel starts it over,
+            // its first event full and flagged from the start, the next ones short.
+            record(1, 50, cli, srv2, 0, REQ, REQ.len() as u32),
+            short(&record(1, 60, cli, srv2, 1, missing, missing.len() as u32)),
+        ] {
+            feed(&mut s, &rec, &mut out, &mut st);
+        }
         // Past the first connection's linger the second one is still followed.
         s.sweep(1_000, &mut out, &mut st);
         assert_eq!(s.len(), 1, "the second connection's stream is kept");
