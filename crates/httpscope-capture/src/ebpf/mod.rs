@@ -742,6 +742,22 @@ mod tests {
         fn lost(&self) -> u64 {
             read_kernel_stats(&self.stats_map).ringbuf_lost
         }
+
+        /// Fills this CPU's ring (nobody reads it) with sends on `filler` until it refuses
+        /// an event; returns the losses so far.
+        fn fill(&self, filler: &mut TcpStream) -> u64 {
+            let mut chunk = b"POST /fill HTTP/1.1\r\n".to_vec();
+            chunk.resize(100, b'a');
+            for _ in 0..200 {
+                filler.write_all(&chunk).unwrap();
+                if self.lost() > 0 {
+                    break;
+                }
+            }
+            let lost = self.lost();
+            assert!(lost > 0, "a one-page ring filled up");
+            lost
+        }
     }
 
     /// A socket's first event is lost to a full ring; its next event must carry the full
@@ -759,17 +775,7 @@ mod tests {
         let _f = listener.accept().unwrap();
         let mut x = TcpStream::connect(addr).unwrap();
         let _x = listener.accept().unwrap();
-        // Fill this CPU's ring (nobody reads it) until it refuses an event.
-        let mut chunk = b"POST /fill HTTP/1.1\r\n".to_vec();
-        chunk.resize(100, b'a');
-        for _ in 0..200 {
-            filler.write_all(&chunk).unwrap();
-            if t.lost() > 0 {
-                break;
-            }
-        }
-        let before = t.lost();
-        assert!(before > 0, "a one-page ring filled up");
+        let before = t.fill(&mut filler);
         // x's first event (larger than the room left) is lost.
         let mut req = b"GET /x HTTP/1.1\r\n".to_vec();
         req.resize(200, b'a');
@@ -823,17 +829,7 @@ mod tests {
         assert!(first.has_socket());
         assert_eq!(first.lost(), 0);
         let cookie = first.cookie();
-        // Fill this CPU's ring (nobody reads it) until it refuses an event.
-        let mut chunk = b"POST /fill HTTP/1.1\r\n".to_vec();
-        chunk.resize(100, b'a');
-        for _ in 0..200 {
-            filler.write_all(&chunk).unwrap();
-            if t.lost() > 0 {
-                break;
-            }
-        }
-        let before = t.lost();
-        assert!(before > 0, "a one-page ring filled up");
+        let before = t.fill(&mut filler);
         // Two sends of x, each larger than the room left, are lost.
         x.write_all(&[b'b'; 300]).unwrap();
         x.write_all(&[b'c'; 250]).unwrap();
