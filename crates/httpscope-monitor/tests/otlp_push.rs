@@ -17,7 +17,9 @@ use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point, AggregationTemporality};
+use opentelemetry_proto::tonic::metrics::v1::{
+    metric, number_data_point, AggregationTemporality, HistogramDataPoint,
+};
 use prost::Message;
 
 /// Starts a receiver on a free port; every decoded request (with its path and content type)
@@ -249,48 +251,32 @@ fn delta_pushes_hold_only_their_interval() {
     let reqs: Vec<_> = (0..3)
         .map(|_| got.recv_timeout(Duration::from_secs(10)).unwrap().2)
         .collect();
+    // Per push, `f` of the delta histogram `name`'s points, summed (0 when it is absent).
+    let per_push = |name: &str, f: fn(&HistogramDataPoint) -> u64| -> Vec<u64> {
+        reqs.iter()
+            .map(|r| {
+                let ms = &r.resource_metrics[0].scope_metrics[0].metrics;
+                match ms.iter().find(|m| m.name == name).map(|m| &m.data) {
+                    Some(Some(metric::Data::Histogram(h))) => {
+                        assert_eq!(
+                            h.aggregation_temporality,
+                            AggregationTemporality::Delta as i32
+                        );
+                        h.data_points.iter().map(f).sum()
+                    }
+                    _ => 0,
+                }
+            })
+            .collect()
+    };
     // The body sizes too: each push holds its interval's bodies (27 + 3 server responses).
-    let body_counts: Vec<u64> = reqs
-        .iter()
-        .map(|r| {
-            let ms = &r.resource_metrics[0].scope_metrics[0].metrics;
-            match ms
-                .iter()
-                .find(|m| m.name == "http.server.response.body.size")
-                .map(|m| &m.data)
-            {
-                Some(Some(metric::Data::Histogram(h))) => {
-                    assert_eq!(
-                        h.aggregation_temporality,
-                        AggregationTemporality::Delta as i32
-                    );
-                    h.data_points.iter().map(|p| p.bucket_counts[2]).sum()
-                }
-                _ => 0,
-            }
-        })
-        .collect();
-    assert_eq!(body_counts, vec![30, 30, 0]);
-    let counts: Vec<u64> = reqs
-        .iter()
-        .map(|r| {
-            let ms = &r.resource_metrics[0].scope_metrics[0].metrics;
-            match ms
-                .iter()
-                .find(|m| m.name == "http.server.request.duration")
-                .map(|m| &m.data)
-            {
-                Some(Some(metric::Data::Histogram(h))) => {
-                    assert_eq!(
-                        h.aggregation_temporality,
-                        AggregationTemporality::Delta as i32
-                    );
-                    h.data_points.iter().map(|p| p.count).sum()
-                }
-                _ => 0,
-            }
-        })
-        .collect();
+    assert_eq!(
+        per_push("http.server.response.body.size", |p| p.bucket_counts[2]),
+        vec![30, 30, 0]
+    );
     // Each interval had 30 server-side transactions; the final one had none.
-    assert_eq!(counts, vec![30, 30, 0]);
+    assert_eq!(
+        per_push("http.server.request.duration", |p| p.count),
+        vec![30, 30, 0]
+    );
 }
