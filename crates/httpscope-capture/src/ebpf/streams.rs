@@ -272,6 +272,11 @@ mod tests {
         v
     }
 
+    /// Streams for up to 16 sockets idle for at most 60 s, closed ones kept `linger`.
+    fn streams(linger: Duration) -> Streams {
+        Streams::new(Config::default(), 16, Duration::from_secs(60), linger, 0)
+    }
+
     fn feed(s: &mut Streams, rec: &[u8], out: &mut Output, st: &mut SourceStats) {
         s.event(&Event::new_checked(rec).unwrap(), out, st);
     }
@@ -281,13 +286,7 @@ mod tests {
 
     #[test]
     fn reused_tuple_with_a_new_cookie_is_a_new_connection_and_lengths_fill_bodies() {
-        let mut s = Streams::new(
-            Config::default(),
-            16,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            0,
-        );
+        let mut s = streams(Duration::ZERO);
         let (mut out, mut st) = (Output::default(), SourceStats::default());
         let (srv, cli) = ("127.0.0.1:80", "127.0.0.1:40000");
         // Connection 1 (cookie 1): request received, head + 100 body bytes captured of 1040 sent.
@@ -354,13 +353,7 @@ mod tests {
 
     #[test]
     fn short_events_continue_a_known_socket_and_cannot_open_one() {
-        let mut s = Streams::new(
-            Config::default(),
-            16,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            0,
-        );
+        let mut s = streams(Duration::ZERO);
         let (mut out, mut st) = (Output::default(), SourceStats::default());
         let (srv, cli) = ("127.0.0.1:80", "127.0.0.1:40000");
         // A short event of a socket never seen is dropped and counted.
@@ -428,13 +421,7 @@ mod tests {
 
     #[test]
     fn a_socket_connected_again_under_the_same_cookie_is_a_new_connection() {
-        let mut s = Streams::new(
-            Config::default(),
-            16,
-            Duration::from_secs(60),
-            Duration::from_nanos(100),
-            0,
-        );
+        let mut s = streams(Duration::from_nanos(100));
         let (mut out, mut st) = (Output::default(), SourceStats::default());
         let (cli, srv1, srv2) = ("127.0.0.1:40000", "127.0.0.1:81", "127.0.0.1:82");
         let (ok, missing) = (
@@ -493,13 +480,7 @@ mod tests {
     /// reads, the second read's event lost in the kernel (its 60 bytes told by the socket's
     /// next received event, `lost`), then a GET. Returns the transactions and parse stats.
     fn lost_body_chunk(lost: u32, short_header: bool) -> (Vec<Transaction>, SourceStats) {
-        let mut s = Streams::new(
-            Config::default(),
-            16,
-            Duration::from_secs(60),
-            Duration::ZERO,
-            0,
-        );
+        let mut s = streams(Duration::ZERO);
         let (mut out, mut st) = (Output::default(), SourceStats::default());
         let (srv, cli) = ("127.0.0.1:80", "127.0.0.1:40000");
         let mut post = b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".to_vec();
