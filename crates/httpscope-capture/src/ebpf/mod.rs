@@ -743,6 +743,20 @@ mod tests {
             read_kernel_stats(&self.stats_map).ringbuf_lost
         }
 
+        /// A connection to the listener: (client end, accepted end).
+        fn connect(&self) -> (TcpStream, TcpStream) {
+            let c = TcpStream::connect(self.listener.local_addr().unwrap()).unwrap();
+            (c, self.listener.accept().unwrap().0)
+        }
+
+        /// Every record in the rings now, in order (and the rings emptied).
+        fn records(&mut self) -> Vec<Vec<u8>> {
+            let mut got = Vec::new();
+            self.rings
+                .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+            got
+        }
+
         /// Fills this CPU's ring (nobody reads it) with sends on `filler` until it refuses
         /// an event; returns the losses so far.
         fn fill(&self, filler: &mut TcpStream) -> u64 {
@@ -767,14 +781,10 @@ mod tests {
         let Some(mut t) = TinyRings::attach() else {
             return;
         };
-        let (listener, addr) = (&t.listener, t.listener.local_addr().unwrap());
-
         pin_here();
         // The accepted ends are never read: only the sends make events.
-        let mut filler = TcpStream::connect(addr).unwrap();
-        let _f = listener.accept().unwrap();
-        let mut x = TcpStream::connect(addr).unwrap();
-        let _x = listener.accept().unwrap();
+        let (mut filler, _f) = t.connect();
+        let (mut x, _x) = t.connect();
         let before = t.fill(&mut filler);
         // x's first event (larger than the room left) is lost.
         let mut req = b"GET /x HTTP/1.1\r\n".to_vec();
@@ -782,11 +792,9 @@ mod tests {
         x.write_all(&req).unwrap();
         assert_eq!(t.lost(), before + 1, "x's first event was lost");
         // The reader catches up; x's next event must say which socket it is.
-        t.rings.drain(false, usize::MAX, |_| ());
+        t.records();
         x.write_all(b"more bytes").unwrap();
-        let mut got = Vec::new();
-        t.rings
-            .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        let got = t.records();
         assert_eq!(got.len(), 1, "x's second send only");
         let ev = Event::new_checked(&got[0][..]).unwrap();
         assert!(ev.has_socket(), "x's next event has the full header");
@@ -810,20 +818,14 @@ mod tests {
         let Some(mut t) = TinyRings::attach() else {
             return;
         };
-        let (listener, addr) = (&t.listener, t.listener.local_addr().unwrap());
-
         pin_here();
-        let mut filler = TcpStream::connect(addr).unwrap();
-        let _f = listener.accept().unwrap();
-        let mut x = TcpStream::connect(addr).unwrap();
-        let (mut server_x, _) = listener.accept().unwrap();
+        let (mut filler, _f) = t.connect();
+        let (mut x, mut server_x) = t.connect();
         // x's first event goes through: the socket is known, its later events are short.
         let mut req = b"GET /x HTTP/1.1\r\n".to_vec();
         req.resize(200, b'a');
         x.write_all(&req).unwrap();
-        let mut got = Vec::new();
-        t.rings
-            .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        let got = t.records();
         assert_eq!(got.len(), 1, "x's first send only");
         let first = Event::new_checked(&got[0][..]).unwrap();
         assert!(first.has_socket());
@@ -835,16 +837,14 @@ mod tests {
         x.write_all(&[b'c'; 250]).unwrap();
         assert_eq!(t.lost(), before + 2, "x's two sends were lost");
         // The reader catches up. x receives (the other direction), then sends twice.
-        t.rings.drain(false, usize::MAX, |_| ());
+        t.records();
         const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
         server_x.write_all(RESP).unwrap();
         let mut back = [0u8; RESP.len()];
         x.read_exact(&mut back).unwrap();
         x.write_all(b"more bytes").unwrap();
         x.write_all(b"again").unwrap();
-        let mut got = Vec::new();
-        t.rings
-            .drain(false, usize::MAX, |rec| got.push(rec.to_vec()));
+        let got = t.records();
         let evs: Vec<(event::Dir, u32, Vec<u8>)> = got
             .iter()
             .map(|r| Event::new_checked(&r[..]).unwrap())
